@@ -1,0 +1,166 @@
+"""The HTTP API (CONTRACT §3): verdicts, snapshots, deploy gates, health, Prometheus exposition."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from monitor.errors import UnknownDeploymentError
+from monitor.metrics import SidecarCollector
+from monitor.verdict import Verdict
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+FLAGGER_HOOKS = ("rollout", "confirm-promotion", "pre-rollout", "rollback")
+
+
+class SidecarView(Protocol):
+    """What the API reads from the running sidecar."""
+
+    verdicts: dict[str, Verdict]
+
+    def snapshot(self, name: str) -> dict[str, Any]: ...
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class FlaggerRequest(BaseModel):
+    """The body Flagger posts to a webhook."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    namespace: str = ""
+    phase: str = ""
+    checksum: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class BodyLimit(BaseHTTPMiddleware):
+    """Refuse request bodies over the configured size with 413 before reading them."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+
+class BearerToken(BaseHTTPMiddleware):
+    """Require ``Authorization: Bearer <token>`` on every route but health, readiness and metrics."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self.expected = f"Bearer {token}".encode()
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "").encode()
+            # Constant-time comparison, so the token cannot be guessed byte by byte.
+            if not hmac.compare_digest(given, self.expected):
+                return JSONResponse(
+                    {"detail": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+
+def create_app(
+    sidecar: SidecarView, deployments: list[str], token: str | None = None, max_body_bytes: int = 65_536
+) -> FastAPI:
+    """The FastAPI application serving one sidecar."""
+    app = FastAPI(
+        title="driftgate",
+        summary="Canary-versus-live model monitoring with go / no-go verdicts.",
+        version="0.1.0",
+    )
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(SidecarCollector(sidecar, deployments))
+    known = set(deployments)
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if token:
+        app.add_middleware(BearerToken, token=token)
+
+    @app.exception_handler(UnknownDeploymentError)
+    async def unknown_deployment(request: Request, error: UnknownDeploymentError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    def verdict_of(name: str) -> Verdict:
+        if name not in known:
+            raise UnknownDeploymentError(name)
+        return sidecar.verdicts[name]
+
+    @app.get("/v1/deployments", summary="The configured deployments with their current verdicts")
+    def list_deployments() -> dict[str, Any]:
+        return {
+            "deployments": [
+                {"name": name, "verdict": sidecar.verdicts[name].verdict,
+                 "canary_version": sidecar.verdicts[name].canary_version}
+                for name in deployments
+            ]
+        }
+
+    @app.get("/v1/deployments/{name}/verdict", summary="The verdict object of a deployment")
+    def get_verdict(name: str) -> dict[str, Any]:
+        return verdict_of(name).to_dict()
+
+    @app.get("/v1/deployments/{name}/gate", summary="For Argo Rollouts and other pollers: always 200")
+    def get_gate(name: str) -> dict[str, Any]:
+        return verdict_of(name).to_dict()
+
+    @app.get("/v1/deployments/{name}/metrics", summary="The current metric snapshot")
+    def get_metrics(name: str) -> dict[str, Any]:
+        verdict_of(name)
+        return sidecar.snapshot(name)
+
+    def flagger_answer(body: FlaggerRequest, hook: str) -> JSONResponse:
+        name = body.metadata.get("deployment") or body.name
+        verdict = verdict_of(name)
+        allowed = {
+            "rollout": verdict.verdict != "no_go",
+            "confirm-promotion": verdict.verdict == "go",
+            "pre-rollout": verdict.verdict == "go",
+            "rollback": verdict.verdict == "no_go",
+        }[hook]
+        # 403 rather than 5xx: Flagger treats a 4xx as a failed check without retrying it.
+        return JSONResponse(verdict.to_dict(), status_code=200 if allowed else 403)
+
+    @app.post("/v1/gates/flagger", summary="Flagger confirm-promotion gate: 200 only on go")
+    def flagger_gate(body: FlaggerRequest) -> JSONResponse:
+        return flagger_answer(body, "confirm-promotion")
+
+    @app.post("/v1/gates/flagger/{hook}", summary="Flagger gate with the meaning of the given hook type")
+    def flagger_hook(hook: str, body: FlaggerRequest) -> JSONResponse:
+        if hook not in FLAGGER_HOOKS:
+            return JSONResponse(
+                {"detail": f"unknown Flagger hook {hook[:64]!r}; one of {', '.join(FLAGGER_HOOKS)}"},
+                status_code=404,
+            )
+        return flagger_answer(body, hook)
+
+    @app.get("/healthz", summary="200 while the process lives")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="200 once every input partition is assigned")
+    def readyz() -> JSONResponse:
+        ready, reason = sidecar.ready()
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "reason": reason}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", summary="Prometheus exposition", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,250 @@
+"""The checks a verdict is made of: each turns a comparison into pass, fail, warn or insufficient_data.
+
+Every check returns a :class:`CheckResult` with its value, its threshold and a
+sentence a person understands. Checks are pure functions of counts and settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from monitor.config import (
+    CollapseCheckSettings,
+    DisagreementCheckSettings,
+    DivergenceCheckSettings,
+    ReferenceCheckSettings,
+)
+from monitor.state.deployment import Comparison
+from monitor.stats.divergence import (
+    chi2_goodness_of_fit,
+    chi2_homogeneity,
+    entropy_bits,
+    js_distance,
+    largest_share,
+    psi,
+    shares,
+)
+
+Status = Literal["pass", "fail", "warn", "insufficient_data"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check."""
+
+    name: str
+    status: Status
+    value: float | None
+    threshold: float | None
+    detail: str
+    blocking: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "value": self.value,
+            "threshold": self.threshold,
+            "detail": self.detail,
+            "blocking": self.blocking,
+        }
+
+
+def _failed(blocking: bool) -> Status:
+    """A failed check fails the verdict only when it blocks; otherwise it warns."""
+    return "fail" if blocking else "warn"
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.0f}%"
+
+
+def _largest_gap(classes: Sequence[str], canary: Sequence[float], baseline: Sequence[float]) -> str:
+    """A phrase naming the class whose share moved most, e.g. 'invoice 92% vs 50%'."""
+    gaps = [abs(c - b) for c, b in zip(canary, baseline, strict=True)]
+    i = max(range(len(gaps)), key=gaps.__getitem__)
+    return f"{classes[i]} {_pct(canary[i])} vs {_pct(baseline[i])}"
+
+
+@dataclass(frozen=True)
+class DivergenceFigures:
+    """Descriptive divergences of canary from a baseline, for metrics and dashboards."""
+
+    js: float
+    psi: float
+    chi2_pvalue: float
+
+
+def live_divergence(classes: Sequence[str], comparison: Comparison) -> DivergenceFigures:
+    """JS distance, PSI and chi-square p-value of canary against live in a comparison."""
+    live = comparison.live.vector(classes)
+    canary = comparison.canary.vector(classes)
+    return DivergenceFigures(
+        js=js_distance(canary, live),
+        psi=psi(live, canary),
+        chi2_pvalue=chi2_homogeneity(canary, live).p_value,
+    )
+
+
+def reference_divergence_figures(
+    classes: Sequence[str], counts: Sequence[int], reference: dict[str, float]
+) -> DivergenceFigures:
+    """JS distance, PSI and goodness-of-fit p-value of counts against reference shares."""
+    expected = [reference.get(label, 0.0) for label in classes]
+    total = sum(expected)
+    expected_counts = [share / total * 1e6 for share in expected] if total > 0 else expected
+    return DivergenceFigures(
+        js=js_distance(counts, expected_counts),
+        psi=psi(expected_counts, counts),
+        chi2_pvalue=chi2_goodness_of_fit(counts, expected).p_value,
+    )
+
+
+def class_divergence(
+    classes: Sequence[str], comparison: Comparison, min_samples: int, settings: DivergenceCheckSettings
+) -> CheckResult:
+    """Canary's class distribution against live's on the same period.
+
+    Fails when the difference is both large (JS distance over the threshold) and
+    unlikely to be chance (chi-square p-value under its level). A large but not yet
+    significant difference waits for more data rather than passing.
+    """
+    name, threshold = "class_divergence", settings.js_threshold
+    n_live, n_canary = comparison.live.total, comparison.canary.total
+    if min(n_live, n_canary) < min_samples:
+        return CheckResult(
+            name, "insufficient_data", None, threshold,
+            f"{n_canary} canary and {n_live} live predictions; {min_samples} of each are needed",
+            settings.blocking,
+        )
+    figures = live_divergence(classes, comparison)
+    gap = _largest_gap(
+        classes, shares(comparison.canary.vector(classes)).tolist(), shares(comparison.live.vector(classes)).tolist()
+    )
+    if figures.js > threshold and figures.chi2_pvalue < settings.p_value:
+        return CheckResult(
+            name, _failed(settings.blocking), figures.js, threshold,
+            f"canary class distribution differs from live: JS distance {figures.js:.3f} > {threshold:.3f} "
+            f"(chi-square p = {figures.chi2_pvalue:.2g}, PSI {figures.psi:.3f}; {gap})",
+            settings.blocking,
+        )
+    if figures.js > threshold:
+        return CheckResult(
+            name, "insufficient_data", figures.js, threshold,
+            f"canary class distribution may differ from live (JS distance {figures.js:.3f}, {gap}) "
+            f"but not yet beyond chance (p = {figures.chi2_pvalue:.2g}); waiting for more data",
+            settings.blocking,
+        )
+    return CheckResult(
+        name, "pass", figures.js, threshold,
+        f"canary class distribution matches live: JS distance {figures.js:.3f} <= {threshold:.3f}",
+        settings.blocking,
+    )
+
+
+def reference_divergence(
+    classes: Sequence[str],
+    comparison: Comparison,
+    reference: dict[str, float],
+    min_samples: int,
+    settings: ReferenceCheckSettings,
+) -> CheckResult:
+    """Canary's class distribution against the reference (test set) distribution."""
+    name, threshold = "reference_divergence", settings.js_threshold
+    n_canary = comparison.canary.total
+    if n_canary < min_samples:
+        return CheckResult(
+            name, "insufficient_data", None, threshold,
+            f"{n_canary} canary predictions; {min_samples} are needed", settings.blocking,
+        )
+    counts = comparison.canary.vector(classes)
+    figures = reference_divergence_figures(classes, counts, reference)
+    expected = [reference.get(label, 0.0) for label in classes]
+    total = sum(expected)
+    gap = _largest_gap(classes, shares(counts).tolist(), [e / total for e in expected])
+    if figures.js > threshold and figures.chi2_pvalue < settings.p_value:
+        return CheckResult(
+            name, _failed(settings.blocking), figures.js, threshold,
+            f"canary class distribution differs from the reference: JS distance {figures.js:.3f} > "
+            f"{threshold:.3f} (p = {figures.chi2_pvalue:.2g}; {gap})",
+            settings.blocking,
+        )
+    if figures.js > threshold:
+        return CheckResult(
+            name, "insufficient_data", figures.js, threshold,
+            f"canary may differ from the reference (JS distance {figures.js:.3f}, {gap}) "
+            f"but not yet beyond chance (p = {figures.chi2_pvalue:.2g})",
+            settings.blocking,
+        )
+    return CheckResult(
+        name, "pass", figures.js, threshold,
+        f"canary class distribution matches the reference: JS distance {figures.js:.3f}",
+        settings.blocking,
+    )
+
+
+def collapse(
+    classes: Sequence[str], comparison: Comparison, min_samples: int, settings: CollapseCheckSettings
+) -> CheckResult:
+    """Whether one class has taken the canary over, or its answers lost their variety."""
+    name, threshold = "collapse", settings.max_class_share
+    n_live, n_canary = comparison.live.total, comparison.canary.total
+    if min(n_live, n_canary) < min_samples:
+        return CheckResult(
+            name, "insufficient_data", None, threshold,
+            f"{n_canary} canary and {n_live} live predictions; {min_samples} of each are needed",
+            settings.blocking,
+        )
+    canary = comparison.canary.vector(classes)
+    live = comparison.live.vector(classes)
+    top, canary_top_share = largest_share(canary)
+    live_top_share = float(shares(live)[top])
+    live_entropy = entropy_bits(live)
+    entropy_ratio = entropy_bits(canary) / live_entropy if live_entropy > 0 else 1.0
+    label = classes[top]
+    if canary_top_share > threshold and live_top_share <= threshold:
+        return CheckResult(
+            name, _failed(settings.blocking), canary_top_share, threshold,
+            f"canary collapsed onto {label!r}: {_pct(canary_top_share)} of its answers "
+            f"(live: {_pct(live_top_share)}), over the limit of {_pct(threshold)}",
+            settings.blocking,
+        )
+    if entropy_ratio < settings.min_entropy_ratio:
+        return CheckResult(
+            name, _failed(settings.blocking), canary_top_share, threshold,
+            f"canary's answers lost their variety: entropy {entropy_ratio:.2f} of live's "
+            f"(limit {settings.min_entropy_ratio:.2f}); largest class {label!r} at {_pct(canary_top_share)}",
+            settings.blocking,
+        )
+    return CheckResult(
+        name, "pass", canary_top_share, threshold,
+        f"no collapse: largest canary class {label!r} at {_pct(canary_top_share)}, "
+        f"entropy {entropy_ratio:.2f} of live's",
+        settings.blocking,
+    )
+
+
+def disagreement(comparison: Comparison, settings: DisagreementCheckSettings) -> CheckResult:
+    """How often the two models answer the same request differently."""
+    name, threshold = "disagreement", settings.max_rate
+    pairs = comparison.pairs
+    if pairs < settings.min_pairs:
+        return CheckResult(
+            name, "insufficient_data", None, threshold,
+            f"{pairs} requests answered by both models; {settings.min_pairs} are needed",
+            settings.blocking,
+        )
+    rate = comparison.disagreements / pairs
+    if rate > threshold:
+        return CheckResult(
+            name, _failed(settings.blocking), rate, threshold,
+            f"the models disagree on {_pct(rate)} of {pairs} shared requests (limit {_pct(threshold)}); "
+            "worth a human look at the disagreements",
+            settings.blocking,
+        )
+    return CheckResult(
+        name, "pass", rate, threshold,
+        f"the models disagree on {_pct(rate)} of {pairs} shared requests", settings.blocking,
+    )

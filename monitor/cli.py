@@ -1,0 +1,103 @@
+"""The `driftgate` command line (CONTRACT §5): run, gate, demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from monitor.config import TOKEN_ENV, load_config
+from monitor.errors import ConfigError, DriftgateError
+from monitor.gate import EXIT_UNREACHABLE, parse_duration, wait_for_verdict
+from monitor.logs import configure_logging
+from monitor.simulator import SCENARIOS
+
+app = typer.Typer(
+    name="driftgate",
+    help="Compare a canary model with the live one on Kafka traffic and say go or no-go.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.command()
+def run(config: Annotated[Path, typer.Option("--config", "-c", help="The YAML config file.")]) -> None:
+    """Run the sidecar: consume, evaluate verdicts, serve the API until SIGTERM."""
+    try:
+        settings = load_config(config)
+    except ConfigError as error:
+        err.print(f"[red]config refused:[/red] {error}")
+        raise typer.Exit(2) from None
+    configure_logging(settings.log.level, settings.log.format)
+    from monitor.server import run as serve
+
+    serve(settings)
+
+
+@app.command()
+def gate(
+    url: Annotated[str, typer.Option(help="Base URL of the sidecar, e.g. http://driftgate:8080.")],
+    deployment: Annotated[str, typer.Option(help="The deployment to wait for.")],
+    wait: Annotated[str, typer.Option(help="How long to wait for a decision, e.g. 90s, 10m.")] = "0s",
+    token: Annotated[str | None, typer.Option(help=f"API token (default: ${TOKEN_ENV}).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
+) -> None:
+    """For CI: exit 0 go, 1 no_go, 2 inconclusive or still pending, 3 cannot reach or read the service."""
+    try:
+        wait_s = parse_duration(wait)
+    except ValueError as error:
+        err.print(f"[red]--wait:[/red] {error}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    token = token or os.environ.get(TOKEN_ENV)
+
+    def progress(verdict: dict[str, Any] | None, remaining: float) -> None:
+        state = verdict["verdict"] if verdict else "unreachable"
+        samples = verdict["samples"] if verdict else {}
+        err.print(
+            f"{deployment}: {state} (canary {samples.get('canary', 0)}, live {samples.get('live', 0)}), "
+            f"{remaining:.0f}s left",
+            highlight=False,
+        )
+
+    outcome = wait_for_verdict(url, deployment, wait_s, token=token, poll_s=poll, on_poll=progress)
+    if outcome.error:
+        err.print(f"[red]cannot read the verdict:[/red] {outcome.error}")
+    if outcome.verdict is not None:
+        verdict = outcome.verdict
+        print(f"{verdict['verdict']}: {deployment} canary {verdict.get('canary_version')}")
+        for reason in verdict.get("reasons", []):
+            print(f"  - {reason}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help=f"The canary: {', '.join(SCENARIOS)}.")] = "good",
+    rate: Annotated[float, typer.Option(help="Simulated requests per second.")] = 200.0,
+    port: Annotated[int, typer.Option(help="Port of the API (0: any free port).")] = 8080,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 1,
+) -> None:
+    """Everything on one machine: an embedded broker, the sidecar and simulated traffic."""
+    if scenario not in SCENARIOS:
+        err.print(f"[red]--scenario:[/red] {scenario!r} is not one of {', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+    configure_logging("warning", "text" if sys.stderr.isatty() else "json")
+    from monitor.demo import DemoOptions, run_demo
+
+    try:
+        final = run_demo(DemoOptions(scenario, rate, port, duration, seed))
+    except DriftgateError as error:
+        err.print(f"[red]demo failed:[/red] {error}")
+        raise typer.Exit(1) from None
+    err.print(f"last verdict: {final}")
+
+
+def main() -> None:
+    app()

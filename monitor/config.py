@@ -1,0 +1,333 @@
+"""The configuration: one pydantic model is the single source of every key.
+
+A YAML file is read, environment overrides are applied, and the result is validated
+once at start-up. Any refusal is a :class:`ConfigError` naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitor.errors import ConfigError
+
+ENV_PREFIX = "DRIFTGATE__"
+TOKEN_ENV = "DRIFTGATE_API_TOKEN"
+ROLES = ("live", "canary", "feedback")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    start_from: Literal["latest", "earliest"] = Field(
+        "latest", description="Where a new consumer group starts reading."
+    )
+    client: Literal["confluent", "kafka-python"] = Field(
+        "confluent", description="Kafka client library: confluent-kafka or the pure-Python kafka-python."
+    )
+    group_id: str = Field("driftgate", description="Consumer group id; offsets are committed to it.")
+    partition_assignment: Literal["group", "static"] = Field(
+        "group",
+        description="`group`: partitions assigned by the consumer group; `static`: this process "
+        "reads every partition of its input topics (one replica, no rebalance wait).",
+    )
+    max_poll_records: int = Field(5000, ge=1, description="Most messages taken in one poll.")
+    poll_timeout_s: float = Field(0.5, gt=0, description="Longest wait for a poll to return.")
+    max_message_bytes: int = Field(
+        1_048_576, ge=64, description="Messages larger than this are dead-lettered as `too_large`."
+    )
+    deadletter_topic: str = Field("driftgate.deadletter", description="Where bad input goes.")
+    verdicts_topic: str = Field("driftgate.verdicts", description="Where verdict changes go.")
+    spotcheck_topic: str = Field("driftgate.spotcheck", description="Where disagreements picked for review go.")
+    create_topics: bool = Field(True, description="Create missing input and output topics at start.")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra client properties passed through as they are (security.protocol, sasl.*).",
+    )
+
+
+class ApiSettings(Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API (0: any free port).")
+    token: str | None = Field(
+        None, description=f"Bearer token required on every route but health and metrics; or ${TOKEN_ENV}."
+    )
+    max_body_bytes: int = Field(65_536, ge=1024, description="Larger request bodies get 413.")
+
+
+class StateSettings(Section):
+    dir: Path = Field(Path("./.driftgate"), description="Where checkpoints live.")
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="`auto`: JSON lines unless writing to a terminal."
+    )
+
+
+class ElasticsearchSettings(Section):
+    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"], description="Cluster URLs.")
+    index_prefix: str = Field("driftgate", description="Indices are <prefix>-windows*, -verdicts*, -spotcheck*.")
+
+
+class WebhookSettings(Section):
+    url: str = Field(description="Receives a POST of the verdict object on every verdict change.")
+    secret: str | None = Field(None, description="HMAC-SHA256 key for X-Driftgate-Signature.")
+
+
+class TopicSettings(Section):
+    live: str = Field("predictions.live", description="Topic of the live model's predictions.")
+    canary: str = Field("predictions.canary", description="Topic of the canary model's predictions.")
+    feedback: str = Field("feedback", description="Topic of feedback events.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TopicSettings:
+        names = [self.live, self.canary, self.feedback]
+        if len(set(names)) != len(names):
+            raise ValueError("live, canary and feedback must be three different topics")
+        return self
+
+
+class FieldMap(Section):
+    """Dotted paths in the producer's JSON for each contract field (defaults: the contract's names)."""
+
+    request_id: str = Field("request_id", description="Path of the request id.")
+    deployment: str = Field("deployment", description="Path of the deployment name.")
+    label: str = Field("label", description="Path of the predicted (or true) class.")
+    ts: str = Field("ts", description="Path of the event time.")
+    model_version: str = Field("model_version", description="Path of the model version.")
+    scores: str = Field("scores", description="Path of the class scores object.")
+    features: str = Field("features", description="Path of the features object.")
+    correct: str = Field("correct", description="Path of feedback's `correct` flag.")
+    source: str = Field("source", description="Path of feedback's source.")
+
+    def is_identity(self) -> bool:
+        return all(getattr(self, name) == name for name in FieldMap.model_fields)
+
+
+class JoinSettings(Section):
+    max_open_requests: int = Field(
+        100_000, ge=1, description="Most requests waiting for their other half; the oldest is evicted."
+    )
+    ttl_s: float = Field(600.0, gt=0, description="Event-time seconds a request waits for its other half.")
+
+
+class DivergenceCheckSettings(Section):
+    blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    js_threshold: float = Field(0.05, gt=0, le=1, description="Fail above this Jensen-Shannon distance...")
+    p_value: float = Field(
+        0.001, gt=0, lt=1, description="...when the chi-square test's p-value is also below this."
+    )
+
+
+class ReferenceCheckSettings(Section):
+    blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    js_threshold: float = Field(0.1, gt=0, le=1, description="Fail above this JS distance from the reference.")
+    p_value: float = Field(0.001, gt=0, lt=1, description="...when the goodness-of-fit p-value is below this.")
+
+
+class CollapseCheckSettings(Section):
+    blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    max_class_share: float = Field(
+        0.8, gt=0, le=1, description="Fail when one class takes more than this share of the canary..."
+    )
+    min_entropy_ratio: float = Field(
+        0.5, ge=0, le=1, description="...or the canary's entropy falls below this fraction of live's."
+    )
+
+
+class DisagreementCheckSettings(Section):
+    blocking: bool = Field(False, description="Disagreement is a signal for review, so a warning by default.")
+    max_rate: float = Field(0.2, gt=0, le=1, description="Warn (or fail) above this disagreement rate.")
+    min_pairs: int = Field(100, ge=1, description="Requests answered by both models before judging.")
+
+
+class ChecksSettings(Section):
+    class_divergence: DivergenceCheckSettings = Field(default_factory=DivergenceCheckSettings)
+    reference_divergence: ReferenceCheckSettings = Field(default_factory=ReferenceCheckSettings)
+    collapse: CollapseCheckSettings = Field(default_factory=CollapseCheckSettings)
+    disagreement: DisagreementCheckSettings = Field(default_factory=DisagreementCheckSettings)
+
+
+class PolicySettings(Section):
+    min_samples: int = Field(
+        400, ge=1, description="Canary and live predictions each needed before a verdict other than pending."
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Canary predictions after which an undecided comparison is inconclusive."
+    )
+    max_duration_s: float | None = Field(
+        None, gt=0, description="Event-time seconds after which an undecided comparison is inconclusive."
+    )
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
+
+
+class ReferenceSettings(Section):
+    class_distribution: dict[str, float] | None = Field(
+        None, description="Class shares of the reference (test) set, e.g. {invoice: 0.5, ...}."
+    )
+
+    @field_validator("class_distribution")
+    @classmethod
+    def _shares(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if not value or any(share < 0 for share in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("needs at least one class and non-negative shares that add up to more than 0")
+        return value
+
+
+class DeploymentSettings(Section):
+    name: str = Field(min_length=1, description="The deployment's name, as events carry it.")
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    classes: list[str] | None = Field(None, description="The classes; learned from the data if absent.")
+    max_classes: int = Field(
+        64, ge=2, description="Cap on distinct classes learned; events beyond it are dead-lettered."
+    )
+    fields: FieldMap = Field(default_factory=FieldMap)
+    reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    join: JoinSettings = Field(default_factory=JoinSettings)
+    window_s: float = Field(60.0, gt=0, description="Length of the tumbling dashboard windows (event time).")
+    windows_kept: int = Field(60, ge=1, description="Closed windows kept in memory for the API.")
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) < 2 or len(set(value)) != len(value)):
+            raise ValueError("needs at least two distinct class names")
+        return value
+
+
+class Settings(Section):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    verdict_interval_s: float = Field(1.0, gt=0, description="Wall-clock seconds between verdict evaluations.")
+    elasticsearch: ElasticsearchSettings | None = Field(None, description="Optional Elasticsearch sink.")
+    webhooks: list[WebhookSettings] = Field(default_factory=list, description="Verdict-change webhooks.")
+    deployments: list[DeploymentSettings] = Field(min_length=1, description="The deployments watched.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        names = [deployment.name for deployment in self.deployments]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"deployment names must be unique; repeated: {', '.join(duplicates)}")
+        roles_by_topic: dict[str, set[str]] = {}
+        for deployment in self.deployments:
+            for role in ROLES:
+                roles_by_topic.setdefault(getattr(deployment.topics, role), set()).add(role)
+        mixed = sorted(topic for topic, roles in roles_by_topic.items() if len(roles) > 1)
+        if mixed:
+            raise ValueError(f"a topic plays one role only; used for several: {', '.join(mixed)}")
+        return self
+
+    def deployment(self, name: str) -> DeploymentSettings | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Return the validated settings from a YAML file plus environment overrides."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from error
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError("", f"{path} is not valid YAML: {error}") from error
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"{path} must hold a mapping at the top level")
+    return parse_config(raw, os.environ if environ is None else environ)
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate a config mapping (after environment overrides) into settings."""
+    data = _apply_env(dict(raw), environ or {})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = _dotted(first["loc"])
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif first["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in first and first["type"] not in ("value_error", "assertion_error"):
+            message = f"{message} (got {first['input']!r})"
+        raise ConfigError(key or "config", message) from None
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply ``DRIFTGATE__SECTION__KEY=value`` overrides (values parsed as YAML scalars)."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = yaml.safe_load(value)
+    token = environ.get(TOKEN_ENV)
+    if token:
+        api = data.get("api")
+        api = dict(api) if isinstance(api, dict) else {}
+        if api.get("token") is None:
+            api["token"] = token
+        data["api"] = api
+    return data
+
+
+def config_keys(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[tuple[str, Any, str]]:
+    """Yield (dotted key, default, description) for every key, for the docs and their test."""
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        nested = _section_type(annotation)
+        if nested is not None:
+            yield from config_keys(nested, f"{key}.")
+            continue
+        default = field.get_default(call_default_factory=True) if not field.is_required() else None
+        yield key, default, field.description or ""
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The Section class inside an annotation (X, X | None, list[X]), else None."""
+    candidates = [annotation, *getattr(annotation, "__args__", ())]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, Section):
+            return candidate
+    return None

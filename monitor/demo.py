@@ -1,0 +1,179 @@
+"""`driftgate demo`: an embedded broker, the sidecar and simulated traffic, watched live in the terminal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from monitor.broker import EmbeddedBroker
+from monitor.config import Settings, parse_config
+from monitor.kafka_sink import KafkaSink
+from monitor.server import ApiThread, build_sidecar
+from monitor.service import Sidecar
+from monitor.simulator import CLASSES, TrafficSimulator
+from monitor.verdict import Verdict
+
+DEPLOYMENT = "doc-classifier"
+COLOURS = {"go": "green", "no_go": "red", "pending": "yellow", "inconclusive": "magenta"}
+STATUS_COLOURS = {"pass": "green", "fail": "red", "warn": "yellow", "insufficient_data": "dim"}
+
+
+@dataclass
+class DemoOptions:
+    scenario: str = "good"
+    rate: float = 200.0
+    port: int = 8080
+    duration_s: float | None = None
+    seed: int = 1
+
+
+def demo_settings(bootstrap: str, port: int) -> Settings:
+    """The demo's config: one deployment on the default topics, read from the start."""
+    return parse_config(
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "start_from": "earliest", "partition_assignment": "static",
+                      "poll_timeout_s": 0.2},
+            "api": {"host": "127.0.0.1", "port": port},
+            "deployments": [{"name": DEPLOYMENT, "classes": list(CLASSES)}],
+        },
+        {},
+    )
+
+
+class TrafficThread:
+    """Produces simulated traffic in real time at a steady rate of requests per second."""
+
+    def __init__(self, settings: Settings, simulator: TrafficSimulator, rate: float) -> None:
+        self.sink = KafkaSink(settings.kafka)
+        self.topics = {
+            "live": settings.deployments[0].topics.live,
+            "canary": settings.deployments[0].topics.canary,
+            "feedback": settings.deployments[0].topics.feedback,
+        }
+        self.simulator = simulator
+        self.rate = rate
+        self.requests = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="driftgate-traffic", daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.is_set():
+            due = int((time.monotonic() - start) * self.rate)
+            while self.requests < due:
+                for event in self.simulator.request(time.time()):
+                    self.sink.send(self.topics[event.role], event.key.encode(), orjson.dumps(event.payload))
+                self.requests += 1
+            self._stop.wait(0.02)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sink.flush(5)
+        self.sink.close()
+
+
+def render(verdict: Verdict, snapshot: dict[str, Any], url: str, scenario: str, requests: int) -> Group:
+    """The terminal view: verdict and reasons, each check, the class mix of both models."""
+    colour = COLOURS[verdict.verdict]
+    head = Text.assemble(
+        ("verdict ", "bold"), (verdict.verdict.upper(), f"bold {colour}"),
+        f"   canary {verdict.canary_version or '-'} vs live {verdict.live_version or '-'}",
+        f"   scenario {scenario}   requests sent {requests}",
+    )
+    reasons = Text("\n".join(f"• {reason}" for reason in verdict.reasons))
+    checks = Table(expand=True, show_edge=False)
+    for column in ("check", "status", "value", "threshold", "detail"):
+        checks.add_column(column, overflow="fold", ratio=4 if column == "detail" else 1)
+    for check in verdict.checks:
+        checks.add_row(
+            check.name,
+            Text(check.status, style=STATUS_COLOURS[check.status]),
+            "-" if check.value is None else f"{check.value:.3f}",
+            "-" if check.threshold is None else f"{check.threshold:.3f}",
+            check.detail,
+        )
+    mix = Table(title="class mix in the current comparison", expand=True, show_edge=False)
+    mix.add_column("class")
+    mix.add_column("live")
+    mix.add_column("canary")
+    comparison = snapshot.get("comparison") or {"live": {}, "canary": {}}
+    totals = {role: max(1, sum(comparison[role].values())) for role in ("live", "canary")}
+    for label in snapshot["classes"]:
+        cells = []
+        for role in ("live", "canary"):
+            share = comparison[role].get(label, 0) / totals[role]
+            cells.append(f"{'█' * round(share * 30):<30} {share * 100:5.1f}%")
+        mix.add_row(label, *cells)
+    samples = verdict.samples
+    footer = Text(
+        f"samples: live {samples['live']}, canary {samples['canary']}, feedback {samples['feedback']}"
+        f"   dead letters {sum(snapshot['dead_letters'].values())}   open joins {snapshot['join']['open_requests']}"
+        f"\nAPI {url}/v1/deployments/{DEPLOYMENT}/verdict   metrics {url}/metrics   Ctrl-C stops",
+        style="dim",
+    )
+    return Group(Panel(Group(head, reasons), border_style=colour), checks, mix, footer)
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> str:
+    """Run everything until Ctrl-C (or ``duration_s``); returns the last verdict's name."""
+    console = console or Console()
+    broker = EmbeddedBroker()
+    started: list[Callable[[], None]] = []
+    try:
+        broker.start()
+        started.append(broker.stop)
+        settings = demo_settings(broker.bootstrap, options.port)
+        sidecar = build_sidecar(settings)
+        sidecar.start()
+        started.append(sidecar.stop)
+        api = ApiThread(settings, sidecar).start()
+        started.append(api.stop)
+        traffic = TrafficThread(settings, TrafficSimulator(options.scenario, DEPLOYMENT, options.seed), options.rate)
+        traffic.start()
+        started.append(traffic.stop)
+        console.print(f"broker {broker.bootstrap}   API {api.url}   scenario {options.scenario}")
+        return _watch(sidecar, api.url, traffic, options, console)
+    except KeyboardInterrupt:
+        return "interrupted"
+    finally:
+        for stop in reversed(started):
+            stop()
+
+
+def _watch(sidecar: Sidecar, url: str, traffic: TrafficThread, options: DemoOptions, console: Console) -> str:
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+
+    def view() -> Group:
+        return render(sidecar.verdicts[DEPLOYMENT], sidecar.snapshot(DEPLOYMENT), url, options.scenario,
+                      traffic.requests)
+
+    if console.is_terminal:
+        with Live(view(), console=console, refresh_per_second=2) as live:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.5)
+                live.update(view())
+    else:
+        # Not a terminal (a log, a CI job): one line per verdict change instead of a live view.
+        last = ""
+        while deadline is None or time.monotonic() < deadline:
+            verdict = sidecar.verdicts[DEPLOYMENT]
+            line = f"{verdict.verdict}: {'; '.join(verdict.reasons)}"
+            if line != last:
+                console.print(f"[{verdict.samples['canary']} canary] {line}", soft_wrap=True)
+                last = line
+            time.sleep(0.5)
+    return sidecar.verdicts[DEPLOYMENT].verdict

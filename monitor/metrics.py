@@ -1,0 +1,95 @@
+"""Prometheus exposition: a collector that reads the sidecar's state when Prometheus scrapes.
+
+Nothing on the hot path touches a prometheus_client object; the counters live in the
+state and are read here at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.verdict import VERDICTS, Verdict
+
+
+class SnapshotReader(Protocol):
+    """What the collector needs from the sidecar."""
+
+    verdicts: dict[str, Verdict]
+
+    def snapshot(self, name: str) -> dict[str, Any]: ...
+
+
+class SidecarCollector(Collector):
+    """Builds the contract's metric families (CONTRACT §4) from snapshots at scrape time."""
+
+    def __init__(self, sidecar: SnapshotReader, deployments: list[str]) -> None:
+        self.sidecar = sidecar
+        self.deployments = deployments
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            "driftgate_events", "Events processed, by role.", labels=["deployment", "role"]
+        )
+        predictions = CounterMetricFamily(
+            "driftgate_predictions", "Predictions processed, by role and class.",
+            labels=["deployment", "role", "class"],
+        )
+        dead = CounterMetricFamily(
+            "driftgate_dead_letters", "Messages sent to the dead-letter topic, by reason.",
+            labels=["deployment", "reason"],
+        )
+        divergence = GaugeMetricFamily(
+            "driftgate_class_divergence",
+            "Canary class distribution against a baseline (js, psi: larger is more drift; chi2_pvalue).",
+            labels=["deployment", "metric", "baseline"],
+        )
+        disagreement = GaugeMetricFamily(
+            "driftgate_disagreement_rate", "Share of requests answered by both models where they differ.",
+            labels=["deployment"],
+        )
+        verdict = GaugeMetricFamily(
+            "driftgate_verdict", "1 for the current verdict, 0 for the others.", labels=["deployment", "verdict"]
+        )
+        samples = GaugeMetricFamily(
+            "driftgate_comparison_samples", "Predictions in the current canary comparison, by role.",
+            labels=["deployment", "role"],
+        )
+        open_requests = GaugeMetricFamily(
+            "driftgate_join_open_requests", "Requests waiting for the other model's answer.",
+            labels=["deployment"],
+        )
+        join_outcomes = CounterMetricFamily(
+            "driftgate_join_requests", "Requests leaving the join, by outcome.", labels=["deployment", "outcome"]
+        )
+        for name in self.deployments:
+            snap = self.sidecar.snapshot(name)
+            for role, n in snap["events"].items():
+                events.add_metric([name, role], n)
+            for role, by_class in snap["predictions"].items():
+                for label, n in by_class.items():
+                    predictions.add_metric([name, role, label], n)
+            for reason, n in snap["dead_letters"].items():
+                dead.add_metric([name, reason], n)
+            comparison = snap["comparison"]
+            if comparison is not None:
+                for baseline, figures in comparison["divergence"].items():
+                    for metric, value in figures.items():
+                        divergence.add_metric([name, metric, baseline], value)
+                if comparison["disagreement_rate"] is not None:
+                    disagreement.add_metric([name], comparison["disagreement_rate"])
+                samples.add_metric([name, "live"], sum(comparison["live"].values()))
+                samples.add_metric([name, "canary"], sum(comparison["canary"].values()))
+            current = snap["verdict"]
+            for candidate in VERDICTS:
+                verdict.add_metric([name, candidate], 1.0 if candidate == current else 0.0)
+            join = snap["join"]
+            open_requests.add_metric([name], join["open_requests"])
+            for outcome in ("paired", "evicted", "expired_live_only", "expired_canary_only", "duplicates"):
+                join_outcomes.add_metric([name, outcome], join[outcome])
+        yield from (
+            events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes
+        )

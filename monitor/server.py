@@ -1,0 +1,117 @@
+"""Putting a sidecar together from settings and serving its API (blocking, or in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+
+from monitor.api import create_app
+from monitor.config import Settings
+from monitor.kafka_sink import KafkaSink
+from monitor.kafka_source import open_source
+from monitor.kafka_topics import ensure_topics
+from monitor.service import Sidecar, Source
+
+log = logging.getLogger(__name__)
+
+
+def input_topics(settings: Settings) -> list[str]:
+    """Every topic the sidecar reads, each once, in config order."""
+    topics: list[str] = []
+    for deployment in settings.deployments:
+        for topic in (deployment.topics.live, deployment.topics.canary, deployment.topics.feedback):
+            if topic not in topics:
+                topics.append(topic)
+    return topics
+
+
+def output_topics(settings: Settings) -> list[str]:
+    kafka = settings.kafka
+    return [kafka.deadletter_topic, kafka.verdicts_topic, kafka.spotcheck_topic]
+
+
+def build_sidecar(settings: Settings) -> Sidecar:
+    """A sidecar reading the configured Kafka (topics created first when asked to)."""
+    kafka = settings.kafka
+    topics = input_topics(settings)
+
+    def source() -> Source:
+        if kafka.create_topics:
+            ensure_topics(kafka.bootstrap_servers, topics + output_topics(settings), options=dict(kafka.options))
+        source: Source = open_source(kafka, topics)
+        return source
+
+    return Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
+
+
+def uvicorn_config(settings: Settings, sidecar: Sidecar, port: int | None = None) -> uvicorn.Config:
+    app = create_app(
+        sidecar,
+        [d.name for d in settings.deployments],
+        token=settings.api.token,
+        max_body_bytes=settings.api.max_body_bytes,
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.api.host,
+        port=settings.api.port if port is None else port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def run(settings: Settings) -> None:
+    """Run the sidecar and its API until SIGINT or SIGTERM; then stop consuming, flush, exit."""
+    sidecar = build_sidecar(settings)
+    sidecar.start()
+    server = uvicorn.Server(uvicorn_config(settings, sidecar))
+    log.info("serving", extra={"host": settings.api.host, "port": settings.api.port})
+    try:
+        server.run()
+    finally:
+        sidecar.stop()
+        log.info("stopped")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ApiThread:
+    """The API served from a background thread (for the demo and tests)."""
+
+    def __init__(self, settings: Settings, sidecar: Sidecar, port: int | None = None) -> None:
+        self.port = port or (settings.api.port or free_port(settings.api.host))
+        self.host = settings.api.host
+        self.server = uvicorn.Server(uvicorn_config(settings, sidecar, self.port))
+        # uvicorn installs signal handlers only from the main thread, so the owner keeps them.
+        self.thread = threading.Thread(target=self._serve, name="driftgate-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _serve(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self, timeout_s: float = 10.0) -> ApiThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"the API did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

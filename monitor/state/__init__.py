@@ -1,0 +1,1 @@
+"""Mergeable, serialisable state: class counts, the request join, windows, per-deployment state."""

@@ -1,0 +1,264 @@
+"""Everything one deployment remembers: totals, the canary comparisons, the join, the windows.
+
+All of it is counts that add up, so two states of disjoint parts of a stream merge
+into the state of the whole (:meth:`DeploymentState.merge`), and all of it
+serialises to plain JSON-able data (:meth:`DeploymentState.to_dict`).
+
+A *comparison* covers everything since a canary ``model_version`` first appeared
+(in event time): the canary's answers of that version, and live's answers from
+that moment on. The current comparison is the one whose version appeared last, so
+the verdict always speaks of the newest candidate; answers of an older canary
+version still count in that version's own comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.errors import EventError
+from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
+from monitor.state.counts import ClassCounts
+from monitor.state.join import RequestJoin
+from monitor.state.windows import Windows
+
+MAX_COMPARISONS = 8
+
+
+@dataclass
+class Comparison:
+    """Canary of one version against live, since that version first appeared."""
+
+    canary_version: str
+    started_at: float
+    live: ClassCounts = field(default_factory=ClassCounts)
+    canary: ClassCounts = field(default_factory=ClassCounts)
+    live_versions: ClassCounts = field(default_factory=ClassCounts)
+    # (live label, canary label) -> requests answered by both models
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_ts: float = 0.0
+
+    @property
+    def pairs(self) -> int:
+        return sum(self.confusion.values())
+
+    @property
+    def disagreements(self) -> int:
+        return sum(n for (live, canary), n in self.confusion.items() if live != canary)
+
+    def live_version(self) -> str | None:
+        """The live version seen most in this comparison."""
+        if not self.live_versions.counts:
+            return None
+        version = max(self.live_versions.counts.items(), key=lambda item: item[1])[0]
+        return version or None
+
+    def merge(self, other: Comparison) -> Comparison:
+        self.started_at = min(self.started_at, other.started_at)
+        self.last_ts = max(self.last_ts, other.last_ts)
+        self.live.merge(other.live)
+        self.canary.merge(other.canary)
+        self.live_versions.merge(other.live_versions)
+        for pair, n in other.confusion.items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + n
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "canary_version": self.canary_version,
+            "started_at": self.started_at,
+            "last_ts": self.last_ts,
+            "live": self.live.to_dict(),
+            "canary": self.canary.to_dict(),
+            "live_versions": self.live_versions.to_dict(),
+            "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        return cls(
+            canary_version=data["canary_version"],
+            started_at=float(data["started_at"]),
+            live=ClassCounts(data["live"]),
+            canary=ClassCounts(data["canary"]),
+            live_versions=ClassCounts(data["live_versions"]),
+            confusion={(live, canary): int(n) for live, canary, n in data["confusion"]},
+            last_ts=float(data["last_ts"]),
+        )
+
+
+class DeploymentState:
+    """The mergeable state of one deployment."""
+
+    def __init__(
+        self,
+        name: str,
+        classes: list[str] | None = None,
+        max_classes: int = 64,
+        max_open_requests: int = 100_000,
+        join_ttl_s: float = 600.0,
+        window_s: float = 60.0,
+        windows_kept: int = 60,
+    ) -> None:
+        self.name = name
+        self.fixed_classes = classes is not None
+        self.classes: list[str] = list(classes or [])
+        self._class_set = set(self.classes)
+        self.max_classes = max_classes
+        self.events: dict[str, int] = {"live": 0, "canary": 0, "feedback": 0}
+        # role -> model version ("" when absent) -> class counts: all time, every version.
+        self.totals: dict[str, dict[str, ClassCounts]] = {"live": {}, "canary": {}}
+        self.comparisons: dict[str, Comparison] = {}
+        self.current: Comparison | None = None
+        self.join = RequestJoin(max_open=max_open_requests, ttl_s=join_ttl_s)
+        self.windows = Windows(length_s=window_s, kept=windows_kept)
+        self.watermark = 0.0
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def add_prediction(self, role: str, prediction: Prediction) -> None:
+        """Fold one live or canary prediction into the state (raises EventError for a bad class)."""
+        label = prediction.label
+        if label not in self._class_set:
+            self._admit(label)
+        ts = prediction.ts
+        if ts > self.watermark:
+            self.watermark = ts
+        version = prediction.model_version or ""
+        by_version = self.totals[role]
+        counts = by_version.get(version)
+        if counts is None:
+            counts = by_version[version] = ClassCounts()
+        counts.update(label)
+        self.events[role] += 1
+        window = self.windows.at(ts)
+        if role == "canary":
+            comparison = self.comparisons.get(version)
+            if comparison is None:
+                comparison = self._start_comparison(version, ts)
+            comparison.canary.update(label)
+            if ts > comparison.last_ts:
+                comparison.last_ts = ts
+            window.canary.update(label)
+            pair = self.join.add_canary(prediction.request_id, label, version, ts)
+        else:
+            comparison = self.current
+            if comparison is not None:
+                comparison.live.update(label)
+                comparison.live_versions.update(version)
+            window.live.update(label)
+            pair = self.join.add_live(prediction.request_id, label, ts)
+        if pair is not None:
+            self._count_pair(pair.live_label or "", pair.canary_label or "", pair.canary_version or "", ts)
+
+    def add_feedback(self, feedback: Feedback) -> None:
+        """Count one feedback event (joined to predictions by a later part of the pipeline)."""
+        if feedback.ts > self.watermark:
+            self.watermark = feedback.ts
+        self.events["feedback"] += 1
+
+    def _count_pair(self, live_label: str, canary_label: str, canary_version: str, ts: float) -> None:
+        comparison = self.comparisons.get(canary_version)
+        if comparison is not None:
+            key = (live_label, canary_label)
+            comparison.confusion[key] = comparison.confusion.get(key, 0) + 1
+        window = self.windows.at(ts)
+        window.pairs += 1
+        if live_label != canary_label:
+            window.disagreements += 1
+
+    def _admit(self, label: str) -> None:
+        if self.fixed_classes:
+            raise EventError(
+                UNKNOWN_CLASS, f"class {label[:64]!r} is not one of the configured classes of {self.name!r}"
+            )
+        if len(self.classes) >= self.max_classes:
+            raise EventError(
+                TOO_MANY_CLASSES,
+                f"{self.name!r} already has {self.max_classes} classes (max_classes); {label[:64]!r} is refused",
+            )
+        self.classes.append(label)
+        self._class_set.add(label)
+
+    def _start_comparison(self, version: str, ts: float) -> Comparison:
+        comparison = Comparison(canary_version=version, started_at=ts, last_ts=ts)
+        self.comparisons[version] = comparison
+        self._pick_current()
+        return comparison
+
+    def _pick_current(self) -> None:
+        while len(self.comparisons) > MAX_COMPARISONS:
+            oldest = min(self.comparisons.values(), key=lambda c: c.started_at)
+            del self.comparisons[oldest.canary_version]
+        self.current = max(self.comparisons.values(), key=lambda c: c.started_at, default=None)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Expire join entries past their TTL at the current watermark; call once per batch."""
+        self.join.expire(self.watermark)
+
+    def merge(self, other: DeploymentState) -> DeploymentState:
+        """Add another state of the same deployment into this one (e.g. another replica's)."""
+        for label in other.classes:
+            if label not in self._class_set:
+                self.classes.append(label)
+                self._class_set.add(label)
+        for role, count in other.events.items():
+            self.events[role] += count
+        for role, by_version in other.totals.items():
+            for version, counts in by_version.items():
+                self.totals[role].setdefault(version, ClassCounts()).merge(counts)
+        for version, comparison in other.comparisons.items():
+            mine = self.comparisons.get(version)
+            if mine is None:
+                self.comparisons[version] = Comparison.from_dict(comparison.to_dict())
+            else:
+                mine.merge(comparison)
+        self._pick_current()
+        # Open requests of two replicas are disjoint when the topics are co-partitioned by key.
+        for rid, entry in other.join.open.items():
+            self.join.open.setdefault(rid, entry)
+        self.join.stats.merge(other.join.stats)
+        self.windows.merge(other.windows)
+        self.watermark = max(self.watermark, other.watermark)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "fixed_classes": self.fixed_classes,
+            "max_classes": self.max_classes,
+            "events": dict(self.events),
+            "totals": {
+                role: {version: counts.to_dict() for version, counts in by_version.items()}
+                for role, by_version in self.totals.items()
+            },
+            "comparisons": [c.to_dict() for c in self.comparisons.values()],
+            "join": self.join.to_dict(),
+            "windows": self.windows.to_dict(),
+            "watermark": self.watermark,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeploymentState:
+        state = cls(
+            data["name"],
+            classes=list(data["classes"]) if data["fixed_classes"] else None,
+            max_classes=int(data["max_classes"]),
+        )
+        if not data["fixed_classes"]:
+            state.classes = list(data["classes"])
+            state._class_set = set(state.classes)
+        state.events = {role: int(n) for role, n in data["events"].items()}
+        state.totals = {
+            role: {version: ClassCounts(counts) for version, counts in by_version.items()}
+            for role, by_version in data["totals"].items()
+        }
+        state.comparisons = {c["canary_version"]: Comparison.from_dict(c) for c in data["comparisons"]}
+        state._pick_current()
+        state.join = RequestJoin.from_dict(data["join"])
+        state.windows = Windows.from_dict(data["windows"])
+        state.watermark = float(data["watermark"])
+        return state

@@ -1,0 +1,147 @@
+"""The request-id join of live and canary predictions, bounded in size and in event time.
+
+Each request waits here until the other model's answer arrives. Memory stays bounded
+whatever the stream: at most ``max_open`` requests are held (the oldest is evicted
+first) and a request older than ``ttl_s`` in event time is expired. Every request
+that leaves without its other half is counted, never dropped silently.
+
+Eviction order is arrival order, which is event-time order for a well-behaved
+producer; an out-of-order old request may outlive its TTL by the lag of the
+requests in front of it (it is still evicted by the size bound).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class OpenRequest:
+    """One request's answers so far."""
+
+    ts: float
+    live_label: str | None = None
+    canary_label: str | None = None
+    canary_version: str | None = None
+
+
+@dataclass(slots=True)
+class JoinStats:
+    """What became of requests: paired, evicted for space, expired by TTL, duplicated."""
+
+    paired: int = 0
+    evicted: int = 0
+    expired_live_only: int = 0
+    expired_canary_only: int = 0
+    duplicates: int = 0
+
+    def merge(self, other: JoinStats) -> JoinStats:
+        self.paired += other.paired
+        self.evicted += other.evicted
+        self.expired_live_only += other.expired_live_only
+        self.expired_canary_only += other.expired_canary_only
+        self.duplicates += other.duplicates
+        return self
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "paired": self.paired,
+            "evicted": self.evicted,
+            "expired_live_only": self.expired_live_only,
+            "expired_canary_only": self.expired_canary_only,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass
+class RequestJoin:
+    """Pairs live and canary answers by request id.
+
+    >>> join = RequestJoin(max_open=10, ttl_s=60)
+    >>> join.add_live("r1", "invoice", ts=0.0) is None
+    True
+    >>> pair = join.add_canary("r1", "other", "v2", ts=1.0)
+    >>> (pair.live_label, pair.canary_label, len(join))
+    ('invoice', 'other', 0)
+    """
+
+    max_open: int
+    ttl_s: float
+    open: OrderedDict[str, OpenRequest] = field(default_factory=OrderedDict)
+    stats: JoinStats = field(default_factory=JoinStats)
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    # add_live / add_canary are on the hot path: one dict lookup, no allocation for a pair.
+    def add_live(self, request_id: str, label: str, ts: float) -> OpenRequest | None:
+        """Record live's answer; returns the completed request when canary's is already here."""
+        entry = self.open.get(request_id)
+        if entry is None:
+            self._insert(request_id, OpenRequest(ts, label, None, None))
+            return None
+        if entry.live_label is not None:
+            self.stats.duplicates += 1
+            return None
+        entry.live_label = label
+        del self.open[request_id]
+        self.stats.paired += 1
+        return entry
+
+    def add_canary(self, request_id: str, label: str, version: str | None, ts: float) -> OpenRequest | None:
+        """Record canary's answer; returns the completed request when live's is already here."""
+        entry = self.open.get(request_id)
+        if entry is None:
+            self._insert(request_id, OpenRequest(ts, None, label, version))
+            return None
+        if entry.canary_label is not None:
+            self.stats.duplicates += 1
+            return None
+        entry.canary_label = label
+        entry.canary_version = version
+        del self.open[request_id]
+        self.stats.paired += 1
+        return entry
+
+    def _insert(self, request_id: str, entry: OpenRequest) -> None:
+        self.open[request_id] = entry
+        if len(self.open) > self.max_open:
+            self.open.popitem(last=False)
+            self.stats.evicted += 1
+
+    def expire(self, now: float) -> int:
+        """Drop requests older than the TTL at event time ``now``; returns how many."""
+        horizon = now - self.ttl_s
+        expired = 0
+        open_requests = self.open
+        while open_requests:
+            request_id, entry = next(iter(open_requests.items()))
+            if entry.ts >= horizon:
+                break
+            del open_requests[request_id]
+            if entry.live_label is not None:
+                self.stats.expired_live_only += 1
+            else:
+                self.stats.expired_canary_only += 1
+            expired += 1
+        return expired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_open": self.max_open,
+            "ttl_s": self.ttl_s,
+            "open": [
+                [rid, e.ts, e.live_label, e.canary_label, e.canary_version] for rid, e in self.open.items()
+            ],
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestJoin:
+        join = cls(max_open=int(data["max_open"]), ttl_s=float(data["ttl_s"]))
+        for rid, ts, live_label, canary_label, canary_version in data["open"]:
+            join.open[rid] = OpenRequest(ts, live_label, canary_label, canary_version)
+        join.stats = JoinStats(**data["stats"])
+        return join
