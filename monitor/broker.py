@@ -45,7 +45,7 @@ class EmbeddedBroker:
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
         self._process: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], None] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], EmbeddedBroker] | None = None
 
     @property
     def port(self) -> int:

@@ -318,7 +318,8 @@ def config_keys(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator
         annotation = field.annotation
         nested = _section_type(annotation)
         if nested is not None:
-            yield from config_keys(nested, f"{key}.")
+            is_list = getattr(annotation, "__origin__", None) is list
+            yield from config_keys(nested, f"{key}[]." if is_list else f"{key}.")
             continue
         default = field.get_default(call_default_factory=True) if not field.is_required() else None
         yield key, default, field.description or ""

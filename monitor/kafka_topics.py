@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from monitor.errors import DriftgateError
 
@@ -55,9 +57,11 @@ def ensure_topics(
         try:
             future.result(timeout=timeout_s)
         except KafkaException as error:
-            if _code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
+            if kafka_error_code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
-            raise DriftgateError(f"cannot create Kafka topic {name!r} at {bootstrap}: {_text(error)}") from None
+            raise DriftgateError(
+                f"cannot create Kafka topic {name!r} at {bootstrap}: {kafka_error_text(error)}"
+            ) from None
         except Exception as error:  # a future that timed out raises concurrent.futures' own error
             raise DriftgateError(f"cannot create Kafka topic {name!r} at {bootstrap}: {error!r}") from None
         created.append(name)
@@ -75,9 +79,14 @@ def topic_partitions(
     """Return the sorted partition ids of ``topic``; DriftgateError if it does not exist or the broker cannot say."""
     admin = admin_client(bootstrap, options)
     try:
-        metadata = admin.list_topics(topic=topic, timeout=timeout_s).topics[topic]
+        # All topics, not just this one: a metadata request naming a topic may create it.
+        metadata = admin.list_topics(timeout=timeout_s).topics.get(topic)
     except KafkaException as error:
-        raise DriftgateError(f"cannot read the partitions of Kafka topic {topic!r}: {_text(error)}") from None
+        raise DriftgateError(
+            f"cannot read the partitions of Kafka topic {topic!r}: {kafka_error_text(error)}"
+        ) from None
+    if metadata is None:
+        raise DriftgateError(f"Kafka topic {topic!r} does not exist at {bootstrap}")
     if metadata.error is not None:
         raise DriftgateError(f"cannot read the partitions of Kafka topic {topic!r}: {metadata.error.str()}")
     return sorted(metadata.partitions)
@@ -85,7 +94,9 @@ def topic_partitions(
 
 def admin_client(bootstrap: str, options: ClientOptions | None = None) -> AdminClient:
     """An AdminClient for ``bootstrap`` with the pass-through client ``options`` (security and the like)."""
-    config: dict[str, object] = {"bootstrap.servers": bootstrap, **(options or {})}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **(options or {})}
+    # Looking a topic up must never create it (librdkafka allows that by default outside consumers).
+    config["allow.auto.create.topics"] = False
     config["logger"] = librdkafka_logger()
     return AdminClient(config)
 
@@ -96,17 +107,19 @@ def _existing_topics(admin: AdminClient, bootstrap: str, wanted: list[str], time
     except KafkaException as error:
         raise DriftgateError(
             f"cannot create Kafka topics {', '.join(wanted)}: the broker at {bootstrap} "
-            f"did not answer: {_text(error)}"
+            f"did not answer: {kafka_error_text(error)}"
         ) from None
     return {name for name, topic in metadata.topics.items() if topic.error is None}
 
 
-def _code(error: KafkaException) -> int | None:
+def kafka_error_code(error: KafkaException) -> int | None:
+    """The librdkafka error code inside a KafkaException, if it carries one."""
     detail = error.args[0] if error.args else None
     return detail.code() if isinstance(detail, KafkaError) else None
 
 
-def _text(error: KafkaException) -> str:
+def kafka_error_text(error: KafkaException) -> str:
+    """The sentence inside a KafkaException (without the KafkaError{...} wrapping)."""
     detail = error.args[0] if error.args else None
     return detail.str() if isinstance(detail, KafkaError) else str(error)
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.ingest import UNROUTED
 from monitor.verdict import VERDICTS, Verdict
 
 
@@ -21,6 +22,7 @@ class SnapshotReader(Protocol):
     verdicts: dict[str, Verdict]
 
     def snapshot(self, name: str) -> dict[str, Any]: ...
+    def unrouted_dead_letters(self) -> dict[str, int]: ...
 
 
 class SidecarCollector(Collector):
@@ -90,6 +92,8 @@ class SidecarCollector(Collector):
             open_requests.add_metric([name], join["open_requests"])
             for outcome in ("paired", "evicted", "expired_live_only", "expired_canary_only", "duplicates"):
                 join_outcomes.add_metric([name, outcome], join[outcome])
+        for reason, n in self.sidecar.unrouted_dead_letters().items():
+            dead.add_metric([UNROUTED, reason], n)
         yield from (
             events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes
         )

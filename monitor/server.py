@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -49,6 +53,31 @@ def build_sidecar(settings: Settings) -> Sidecar:
     return Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn's server, told to stop by SIGTERM/SIGINT without re-raising the signal afterwards.
+
+    uvicorn re-raises a captured signal once it has shut down, which would end the process
+    before the sidecar has flushed and published its last verdicts.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self._stop_serving) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    def _stop_serving(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+
+
 def uvicorn_config(settings: Settings, sidecar: Sidecar, port: int | None = None) -> uvicorn.Config:
     app = create_app(
         sidecar,
@@ -70,7 +99,7 @@ def run(settings: Settings) -> None:
     """Run the sidecar and its API until SIGINT or SIGTERM; then stop consuming, flush, exit."""
     sidecar = build_sidecar(settings)
     sidecar.start()
-    server = uvicorn.Server(uvicorn_config(settings, sidecar))
+    server = ApiServer(uvicorn_config(settings, sidecar))
     log.info("serving", extra={"host": settings.api.host, "port": settings.api.port})
     try:
         server.run()
@@ -92,7 +121,7 @@ class ApiThread:
     def __init__(self, settings: Settings, sidecar: Sidecar, port: int | None = None) -> None:
         self.port = port or (settings.api.port or free_port(settings.api.host))
         self.host = settings.api.host
-        self.server = uvicorn.Server(uvicorn_config(settings, sidecar, self.port))
+        self.server = ApiServer(uvicorn_config(settings, sidecar, self.port))
         # uvicorn installs signal handlers only from the main thread, so the owner keeps them.
         self.thread = threading.Thread(target=self._serve, name="driftgate-api", daemon=True)
 

@@ -18,7 +18,7 @@ import orjson
 
 from monitor.checks import live_divergence, reference_divergence_figures
 from monitor.config import Settings
-from monitor.ingest import Ingest
+from monitor.ingest import UNROUTED, Ingest
 from monitor.records import DeadLetter, Record
 from monitor.verdict import Verdict, evaluate, iso_time
 
@@ -218,6 +218,11 @@ class Sidecar:
         verdict = self.verdicts.get(name)
         snapshot["verdict"] = verdict.verdict if verdict else "pending"
         return snapshot
+
+    def unrouted_dead_letters(self) -> dict[str, int]:
+        """Dead letters by reason that belong to no configured deployment."""
+        with self._lock:
+            return {reason: n for (dep, reason), n in self.ingest.dead_letters.items() if dep == UNROUTED}
 
     def counts(self) -> dict[str, int]:
         """Conservation figures: consumed = processed + dead_lettered."""

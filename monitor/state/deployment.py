@@ -6,9 +6,14 @@ serialises to plain JSON-able data (:meth:`DeploymentState.to_dict`).
 
 A *comparison* covers everything since a canary ``model_version`` first appeared
 (in event time): the canary's answers of that version, and live's answers from
-that moment on. The current comparison is the one whose version appeared last, so
-the verdict always speaks of the newest candidate; answers of an older canary
-version still count in that version's own comparison.
+the start of the window in which it appeared. The current comparison is the one
+whose version appeared last, so the verdict always speaks of the newest candidate;
+answers of an older canary version still count in that version's own comparison.
+
+Live answers are placed by their event time, not their arrival: when a comparison
+starts, the live answers already counted in the kept windows from its start on are
+taken into it, so it does not matter whether the live or the canary topic is read
+first (as long as the live answers are within the kept windows).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class Comparison:
 
     canary_version: str
     started_at: float
+    # Live answers count from here (the start of the window in which the version appeared).
+    live_from: float = 0.0
     live: ClassCounts = field(default_factory=ClassCounts)
     canary: ClassCounts = field(default_factory=ClassCounts)
     live_versions: ClassCounts = field(default_factory=ClassCounts)
@@ -55,6 +62,7 @@ class Comparison:
 
     def merge(self, other: Comparison) -> Comparison:
         self.started_at = min(self.started_at, other.started_at)
+        self.live_from = min(self.live_from, other.live_from)
         self.last_ts = max(self.last_ts, other.last_ts)
         self.live.merge(other.live)
         self.canary.merge(other.canary)
@@ -67,6 +75,7 @@ class Comparison:
         return {
             "canary_version": self.canary_version,
             "started_at": self.started_at,
+            "live_from": self.live_from,
             "last_ts": self.last_ts,
             "live": self.live.to_dict(),
             "canary": self.canary.to_dict(),
@@ -79,6 +88,7 @@ class Comparison:
         return cls(
             canary_version=data["canary_version"],
             started_at=float(data["started_at"]),
+            live_from=float(data["live_from"]),
             live=ClassCounts(data["live"]),
             canary=ClassCounts(data["canary"]),
             live_versions=ClassCounts(data["live_versions"]),
@@ -143,10 +153,11 @@ class DeploymentState:
             pair = self.join.add_canary(prediction.request_id, label, version, ts)
         else:
             comparison = self.current
-            if comparison is not None:
+            if comparison is not None and ts >= comparison.live_from:
                 comparison.live.update(label)
                 comparison.live_versions.update(version)
             window.live.update(label)
+            window.live_versions.update(version)
             pair = self.join.add_live(prediction.request_id, label, ts)
         if pair is not None:
             self._count_pair(pair.live_label or "", pair.canary_label or "", pair.canary_version or "", ts)
@@ -181,7 +192,13 @@ class DeploymentState:
         self._class_set.add(label)
 
     def _start_comparison(self, version: str, ts: float) -> Comparison:
-        comparison = Comparison(canary_version=version, started_at=ts, last_ts=ts)
+        live_from = ts - ts % self.windows.length_s
+        comparison = Comparison(canary_version=version, started_at=ts, live_from=live_from, last_ts=ts)
+        # Live answers that arrived before this version's first canary answer, but belong after it.
+        for window in self.windows.recent():
+            if window.start >= live_from:
+                comparison.live.merge(window.live)
+                comparison.live_versions.merge(window.live_versions)
         self.comparisons[version] = comparison
         self._pick_current()
         return comparison

@@ -15,12 +15,14 @@ class Window:
     start: float
     live: ClassCounts = field(default_factory=ClassCounts)
     canary: ClassCounts = field(default_factory=ClassCounts)
+    live_versions: ClassCounts = field(default_factory=ClassCounts)
     pairs: int = 0
     disagreements: int = 0
 
     def merge(self, other: Window) -> Window:
         self.live.merge(other.live)
         self.canary.merge(other.canary)
+        self.live_versions.merge(other.live_versions)
         self.pairs += other.pairs
         self.disagreements += other.disagreements
         return self
@@ -30,6 +32,7 @@ class Window:
             "start": self.start,
             "live": self.live.to_dict(),
             "canary": self.canary.to_dict(),
+            "live_versions": self.live_versions.to_dict(),
             "pairs": self.pairs,
             "disagreements": self.disagreements,
         }
@@ -40,6 +43,7 @@ class Window:
             float(data["start"]),
             ClassCounts(data["live"]),
             ClassCounts(data["canary"]),
+            ClassCounts(data["live_versions"]),
             int(data["pairs"]),
             int(data["disagreements"]),
         )

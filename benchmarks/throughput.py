@@ -1,0 +1,152 @@
+"""Ingest throughput: the sidecar's decode + validate + join + state update against a decode-only consumer.
+
+Pre-produces prediction events to a real Kafka-protocol broker (the embedded one unless
+--bootstrap is given), then reads the same topics twice in this process:
+
+1. the baseline: a bare confluent-kafka consumer that only parses each message's JSON;
+2. driftgate: the configured source's poll plus the full ingest path into the state.
+
+100,000 of the live requests never get a canary answer, so the join holds 100,000 open
+requests while the rest stream through. The last line is one JSON object (CONTRACT §7).
+
+    python benchmarks/throughput.py [--events 1000000] [--client confluent|kafka-python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import sys
+import time
+import uuid
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from monitor.broker import EmbeddedBroker
+from monitor.config import parse_config
+from monitor.ingest import Ingest
+from monitor.kafka_source import open_source
+from monitor.kafka_topics import ensure_topics
+
+CLASSES = ("invoice", "contract", "other")
+
+
+def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int) -> None:
+    """Produce n_events predictions: pairs of live and canary answers plus `unpaired` live-only ones."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 500000})
+    pairs = (n_events - unpaired) // 2
+    start_ts = 1_800_000_000.0
+    for i in range(pairs + unpaired):
+        rid = f"r-{i}"
+        ts = start_ts + i / 1000
+        label = CLASSES[i % 3]
+        base = {"request_id": rid, "ts": ts, "deployment": "bench", "label": label,
+                "scores": {label: 0.8, "other" if label != "other" else "invoice": 0.2},
+                "features": {"n_pages": i % 17, "lang": "de", "text_len": 1000 + i % 5000}}
+        producer.produce(live_topic, orjson.dumps({**base, "model_version": "v1"}), rid.encode())
+        if i < pairs:
+            canary_label = CLASSES[(i // 7) % 3]
+            producer.produce(canary_topic, orjson.dumps({**base, "label": canary_label, "model_version": "v2"}),
+                             rid.encode())
+        if i % 50000 == 0:
+            producer.poll(0)
+            print(f"produced {i:,} requests", file=sys.stderr)
+    producer.flush(120)
+
+
+def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
+    """Seconds a bare consumer takes to read and JSON-parse every message."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, 0, 0) for topic in topics])
+    seen = 0
+    started = time.perf_counter()
+    loads = orjson.loads
+    while seen < total:
+        for message in consumer.consume(num_messages=5000, timeout=1.0):
+            if message.error() is None:
+                loads(message.value())
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def sidecar_ingest(bootstrap: str, client: str, live: str, canary: str, total: int) -> tuple[float, Ingest]:
+    """Seconds the sidecar's source + ingest takes for every message, and the ingest it filled."""
+    settings = parse_config({
+        "kafka": {"bootstrap_servers": bootstrap, "client": client, "start_from": "earliest",
+                  "partition_assignment": "static", "group_id": f"bench-{uuid.uuid4()}"},
+        "deployments": [{"name": "bench", "topics": {"live": live, "canary": canary, "feedback": f"{live}.fb"},
+                         "join": {"max_open_requests": 100_000, "ttl_s": 1e9}}],
+    }, {})
+    ingest = Ingest(settings)
+    source = open_source(settings.kafka, [live, canary, f"{live}.fb"])
+    started = time.perf_counter()
+    while ingest.consumed < total:
+        records = source.poll(settings.kafka.max_poll_records, 1.0)
+        if records:
+            ingest.process(records, time.time())
+            source.commit(dict(ingest.positions))
+    elapsed = time.perf_counter() - started
+    source.close()
+    return elapsed, ingest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--unpaired", type=int, default=100_000)
+    parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
+    parser.add_argument("--bootstrap", help="an existing broker instead of the embedded one")
+    args = parser.parse_args()
+
+    broker = None
+    if args.bootstrap is None:
+        broker = EmbeddedBroker()
+        broker.start()
+    bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
+    suffix = uuid.uuid4().hex[:8]
+    live, canary = f"bench.live.{suffix}", f"bench.canary.{suffix}"
+    try:
+        ensure_topics(bootstrap, [live, canary, f"{live}.fb"])
+        # Produced from another process, so this one's peak RSS is the consumer side alone.
+        producer = multiprocessing.get_context("spawn").Process(
+            target=produce, args=(bootstrap, live, canary, args.events, args.unpaired)
+        )
+        producer.start()
+        producer.join()
+        if producer.exitcode != 0:
+            raise SystemExit("producing the events failed")
+        print("decode-only consumer ...", file=sys.stderr)
+        baseline_s = decode_only(bootstrap, [live, canary], args.events)
+        print("driftgate ingest ...", file=sys.stderr)
+        ingest_s, ingest = sidecar_ingest(bootstrap, args.client, live, canary, args.events)
+    finally:
+        if broker is not None:
+            broker.stop()
+    state = ingest.states["bench"]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {
+        "events": args.events,
+        "client": args.client,
+        "events_per_s": round(args.events / ingest_s),
+        "decode_only_events_per_s": round(args.events / baseline_s),
+        "ratio_vs_decode_only": round(baseline_s / ingest_s, 3),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "open_requests_at_end": len(state.join),
+        "paired": state.join.stats.paired,
+        "dead_letters": ingest.dead_lettered,
+    }
+    print(f"driftgate ingest {figures['events_per_s']:,} events/s, decode-only "
+          f"{figures['decode_only_events_per_s']:,} events/s, ratio {figures['ratio_vs_decode_only']}, "
+          f"peak RSS {figures['peak_rss_mb']} MB with {figures['open_requests_at_end']:,} open joins",
+          file=sys.stderr)
+    print(orjson.dumps(figures).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The Kafka sources on the real broker, with each client: what is read, from where, and when ready.
+
+Partitions are assigned directly (``static``), because a new consumer group takes about
+20 s to get its first message on the embedded broker; one test covers group mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import kafka
+import pytest
+from confluent_kafka import Producer
+
+from monitor.broker import EmbeddedBroker, free_port
+from monitor.config import KafkaSettings
+from monitor.errors import ConfigError
+from monitor.kafka_source import (
+    KAFKA_PYTHON_OPTIONS,
+    ConfluentSource,
+    Source,
+    kafka_python_options,
+    open_source,
+)
+from monitor.kafka_topics import ensure_topics
+from monitor.records import Record
+
+CLIENTS = ["confluent", "kafka-python"]
+BASE_TS_MS = 1_780_000_000_000
+
+
+def _settings(bootstrap: str, client: str, **overrides: Any) -> KafkaSettings:
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client": client,
+        "partition_assignment": "static",
+        "start_from": "earliest",
+        "group_id": f"g-{uuid.uuid4().hex[:12]}",
+        **overrides,
+    }
+    return KafkaSettings(**values)
+
+
+def _produce(bootstrap: str, topic: str, count: int, partitions: int = 1, start: int = 0) -> None:
+    """Produce ``count`` messages round-robin over the partitions: key k<i>, value v<i>, timestamp BASE+i ms."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(start, start + count):
+        producer.produce(
+            topic, f"v{i}".encode(), f"k{i}".encode(), partition=i % partitions, timestamp=BASE_TS_MS + i
+        )
+    assert producer.flush(10) == 0
+
+
+def _drain(source: Source, expected: int, timeout_s: float = 20) -> list[Record]:
+    """Poll until ``expected`` records came (or time is up), then once more to catch any surplus."""
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        records.extend(source.poll(1000, 0.2))
+    records.extend(source.poll(1000, 0.5))
+    return records
+
+
+def _offsets(records: list[Record]) -> list[int]:
+    return [record.offset for record in records]
+
+
+@pytest.fixture
+def topic(broker: EmbeddedBroker, topic_name: str) -> str:
+    ensure_topics(broker.bootstrap, [topic_name])
+    return topic_name
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_reads_every_message_with_its_metadata(broker: EmbeddedBroker, topic: str, client: str) -> None:
+    _produce(broker.bootstrap, topic, 40)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(topic, None, None, timestamp=BASE_TS_MS + 40)  # no key, no value (a tombstone)
+    assert producer.flush(10) == 0
+    source = open_source(_settings(broker.bootstrap, client), [topic])
+    try:
+        records = _drain(source, 41)
+    finally:
+        source.close()
+    expected = [
+        Record(topic, 0, i, f"k{i}".encode(), f"v{i}".encode(), (BASE_TS_MS + i) / 1000) for i in range(40)
+    ]
+    expected.append(Record(topic, 0, 40, None, None, (BASE_TS_MS + 40) / 1000))
+    assert records == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_new_source_resumes_after_the_committed_offsets(broker: EmbeddedBroker, topic: str, client: str) -> None:
+    settings = _settings(broker.bootstrap, client)
+    _produce(broker.bootstrap, topic, 30)
+
+    first = open_source(settings, [topic])
+    assert _offsets(_drain(first, 30)) == list(range(30))
+    first.commit({(topic, 0): 20})  # as if only the first 20 had made it into the state
+    first.close()
+
+    second = open_source(settings, [topic])
+    assert _offsets(_drain(second, 10)) == list(range(20, 30))
+    second.commit({(topic, 0): 30})
+    second.close()
+
+    _produce(broker.bootstrap, topic, 5, start=30)
+    third = open_source(settings, [topic])
+    try:
+        assert _offsets(_drain(third, 5)) == list(range(30, 35))
+    finally:
+        third.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_seek_before_and_after_assignment(broker: EmbeddedBroker, topic: str, client: str) -> None:
+    _produce(broker.bootstrap, topic, 20)
+    source = open_source(_settings(broker.bootstrap, client), [topic])
+    try:
+        source.seek({(topic, 0): 15})  # before the first poll: nothing is assigned yet
+        assert _offsets(_drain(source, 5)) == list(range(15, 20))
+        source.seek({(topic, 0): 3})  # assigned and read to the end
+        assert _offsets(_drain(source, 17)) == list(range(3, 20))
+    finally:
+        source.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_seek_right_after_assignment(broker: EmbeddedBroker, topic: str, client: str) -> None:
+    _produce(broker.bootstrap, topic, 20)
+    source = open_source(_settings(broker.bootstrap, client), [topic])
+    try:
+        records = source.poll(1, 5)  # assigns, and reads at most one record
+        assert _offsets(records) == [0]
+        source.seek({(topic, 0): 12})
+        assert _offsets(_drain(source, 8)) == list(range(12, 20))
+    finally:
+        source.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("start_from", ["earliest", "latest"])
+def test_start_from_applies_to_a_group_without_offsets(
+    broker: EmbeddedBroker, topic: str, client: str, start_from: str
+) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        producer.produce(topic, f"old{i}".encode())
+        # One message per produce request: Tansu 0.6 reports the end of a partition as the
+        # first offset of its last batch + 1, which would make "latest" re-read that batch.
+        assert producer.flush(10) == 0
+    source = open_source(_settings(broker.bootstrap, client, start_from=start_from), [topic])
+    try:
+        before = _drain(source, 10 if start_from == "earliest" else 0, timeout_s=5)
+        assert source.ready()[0]
+        for i in range(5):
+            producer.produce(topic, f"new{i}".encode())
+        assert producer.flush(10) == 0
+        after = _drain(source, 5)
+    finally:
+        source.close()
+    values = [record.value for record in before + after]
+    old = [f"old{i}".encode() for i in range(10)] if start_from == "earliest" else []
+    assert values == old + [f"new{i}".encode() for i in range(5)]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_reads_every_partition(broker: EmbeddedBroker, topic_name: str, client: str) -> None:
+    ensure_topics(broker.bootstrap, [topic_name], partitions=3)
+    _produce(broker.bootstrap, topic_name, 90, partitions=3)
+    source = open_source(_settings(broker.bootstrap, client), [topic_name])
+    try:
+        records = _drain(source, 90)
+        assert source.assigned() == {(topic_name, 0), (topic_name, 1), (topic_name, 2)}
+    finally:
+        source.close()
+    for partition in range(3):
+        mine = [record for record in records if record.partition == partition]
+        assert _offsets(mine) == list(range(30))
+        assert [record.value for record in mine] == [f"v{i}".encode() for i in range(partition, 90, 3)]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_ready_once_every_partition_of_every_topic_is_assigned(
+    broker: EmbeddedBroker, topic: str, client: str
+) -> None:
+    later = f"{topic}-later"
+    source = open_source(_settings(broker.bootstrap, client), [topic, later])
+    try:
+        ok, reason = source.ready()
+        assert not ok and f"waiting for partition assignment of {topic}, {later}" in reason
+        deadline = time.monotonic() + 5
+        while (topic, 0) not in source.assigned() and time.monotonic() < deadline:
+            source.poll(100, 0.2)
+        ok, reason = source.ready()
+        assert not ok and f"waiting for partition assignment of {later}" in reason and f"{topic}," not in reason
+        ensure_topics(broker.bootstrap, [later], partitions=2)
+        deadline = time.monotonic() + 10
+        while not source.ready()[0] and time.monotonic() < deadline:
+            source.poll(100, 0.2)
+        assert source.ready()[0], source.ready()[1]
+        assert source.assigned() == {(topic, 0), (later, 0), (later, 1)}
+    finally:
+        source.close()
+    assert source.ready() == (False, "the Kafka consumer is closed")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+def test_not_ready_and_quiet_without_a_broker(client: str, caplog: pytest.LogCaptureFixture) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    options = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+               "sasl.username": "driftgate", "sasl.password": "s3cret-Pa55"}
+    caplog.set_level(logging.DEBUG)
+    source = open_source(_settings(bootstrap, client, options=options), ["predictions.live"])
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            assert source.poll(100, 0.2) == []
+        assert time.monotonic() - started < 8  # poll keeps roughly to its timeout
+        ok, reason = source.ready()
+    finally:
+        source.close()
+    assert not ok
+    assert bootstrap in reason
+    assert "s3cret-Pa55" not in caplog.text
+
+
+@pytest.mark.integration
+def test_group_mode_with_both_clients(broker: EmbeddedBroker, topic_name: str) -> None:
+    """The one group-mode test: each client joins its own new group, both at once (~23 s on Tansu)."""
+    ensure_topics(broker.bootstrap, [topic_name], partitions=2)
+    _produce(broker.bootstrap, topic_name, 20, partitions=2)  # offsets 0..9 in each partition
+    settings = {client: _settings(broker.bootstrap, client, partition_assignment="group") for client in CLIENTS}
+    sources = {client: open_source(settings[client], [topic_name]) for client in CLIENTS}
+    records: dict[str, list[Record]] = {client: [] for client in CLIENTS}
+    try:
+        for source in sources.values():
+            ok, reason = source.ready()
+            assert not ok and "consumer group" in reason
+            source.seek({(topic_name, 1): 6})  # a checkpoint restored before the group assigns
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(len(records[c]) < 14 for c in CLIENTS):
+            for client, source in sources.items():
+                records[client].extend(source.poll(1000, 0.1))
+        for client, source in sources.items():
+            assert source.ready()[0], f"{client}: {source.ready()[1]}"
+            assert source.assigned() == {(topic_name, 0), (topic_name, 1)}
+            got = sorted((record.partition, record.offset) for record in records[client])
+            assert got == [(0, i) for i in range(10)] + [(1, i) for i in range(6, 10)], client
+            source.commit({(topic_name, 0): 10, (topic_name, 1): 10})
+    finally:
+        for source in sources.values():
+            source.close()
+    # The commits reached each group: a reader in the same group starts right after them.
+    _produce(broker.bootstrap, topic_name, 2, partitions=2, start=20)
+    for client in CLIENTS:
+        static = open_source(settings[client].model_copy(update={"partition_assignment": "static"}), [topic_name])
+        try:
+            got = sorted((record.partition, record.offset) for record in _drain(static, 2))
+        finally:
+            static.close()
+        assert got == [(0, 10), (1, 10)], client
+
+
+def test_open_source_chooses_the_client_and_refuses_owned_options() -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    confluent = open_source(_settings(bootstrap, "confluent"), ["t"])
+    confluent.close()
+    assert isinstance(confluent, ConfluentSource)
+    with pytest.raises(ConfigError, match=r"kafka\.options\.enable\.auto\.commit"):
+        open_source(_settings(bootstrap, "confluent", options={"enable.auto.commit": True}), ["t"])
+
+
+def test_kafka_python_options_are_translated_per_role() -> None:
+    options = {"security.protocol": "sasl_ssl", "sasl.mechanism": "scram-sha-512", "sasl.username": "u",
+               "sasl.password": "p", "session.timeout.ms": "45000", "acks": "all",
+               "ssl.endpoint.identification.algorithm": "none"}
+    common = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
+              "sasl_plain_password": "p", "ssl_check_hostname": False}
+    assert kafka_python_options(options, "consumer") == {**common, "session_timeout_ms": 45000}
+    assert kafka_python_options(options, "producer") == {**common, "acks": -1}
+
+
+def test_kafka_python_refuses_an_unknown_option_by_name_only() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.options\.sasl\.oauthbearer\.config") as caught:
+        kafka_python_options({"sasl.oauthbearer.config": "secret-token-value"}, "consumer")
+    assert "secret-token-value" not in str(caught.value)
+
+
+def test_every_translated_option_is_a_kafka_python_keyword() -> None:
+    accepted = {"consumer": kafka.KafkaConsumer.DEFAULT_CONFIG, "producer": kafka.KafkaProducer.DEFAULT_CONFIG}
+    for name, (keyword, _, roles) in KAFKA_PYTHON_OPTIONS.items():
+        for role in roles:
+            assert keyword in accepted[role], f"{name} -> {keyword} is not a {role} keyword"
