@@ -163,6 +163,13 @@ def reference_divergence(
     figures = reference_divergence_figures(classes, counts, reference)
     expected = [reference.get(label, 0.0) for label in classes]
     total = sum(expected)
+    if total <= 0:
+        return CheckResult(
+            name, _failed(settings.blocking), 1.0, threshold,
+            "the reference distribution names none of the classes the canary answers "
+            f"({', '.join(classes[:10])}); check reference.class_distribution",
+            settings.blocking,
+        )
     gap = _largest_gap(classes, shares(counts).tolist(), [e / total for e in expected])
     if figures.js > threshold and figures.chi2_pvalue < settings.p_value:
         return CheckResult(

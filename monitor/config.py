@@ -6,6 +6,7 @@ once at start-up. Any refusal is a :class:`ConfigError` naming the dotted key.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -209,6 +210,17 @@ class DeploymentSettings(Section):
             raise ValueError("needs at least two distinct class names")
         return value
 
+    @model_validator(mode="after")
+    def _reference_classes(self) -> DeploymentSettings:
+        reference = self.reference.class_distribution
+        if reference and self.classes is not None:
+            unknown = sorted(set(reference) - set(self.classes))
+            if unknown:
+                raise ValueError(
+                    f"reference.class_distribution names classes not in classes: {', '.join(unknown)}"
+                )
+        return self
+
 
 class Settings(Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -259,7 +271,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> S
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Validate a config mapping (after environment overrides) into settings."""
-    data = _apply_env(dict(raw), environ or {})
+    data = _apply_env(copy.deepcopy(dict(raw)), environ or {})
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
@@ -296,11 +308,14 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
         node = data
         for part in path[:-1]:
             child = node.get(part)
+            if child is None:
+                child = node[part] = {}
             if not isinstance(child, dict):
-                child = {}
-                node[part] = child
+                raise ConfigError(part, f"{name} cannot override inside {part!r}, which is not a section")
             node = child
-        node[path[-1]] = yaml.safe_load(value)
+        # Strings stay strings (a token of digits is still a token); pydantic converts them to
+        # numbers and booleans where a key wants one. Lists and mappings are written as YAML.
+        node[path[-1]] = yaml.safe_load(value) if value.lstrip().startswith(("[", "{")) else value
     token = environ.get(TOKEN_ENV)
     if token:
         api = data.get("api")

@@ -48,6 +48,8 @@ REASONS = (
 )
 
 FEEDBACK_SOURCES = ("user", "spotcheck")
+# Event times past this (the year 5138) are refused: a clock bug or milliseconds sent as seconds.
+MAX_EPOCH_S = 1e11
 _MISSING = object()
 
 
@@ -110,10 +112,13 @@ def parse_ts(value: Any, default: float) -> float:
             raise EventError(BAD_TIMESTAMP, f"ts {value[:64]!r} is not an RFC 3339 time") from None
         if parsed.tzinfo is None:
             raise EventError(BAD_TIMESTAMP, f"ts {value[:64]!r} has no time zone")
-        return parsed.timestamp()
+        seconds = parsed.timestamp()
+        if not 0 <= seconds <= MAX_EPOCH_S:
+            raise EventError(BAD_TIMESTAMP, f"ts {value[:64]!r} is not a plausible event time")
+        return seconds
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
-        if not math.isfinite(seconds) or seconds < 0 or seconds > 1e11:
+        if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_EPOCH_S:
             raise EventError(BAD_TIMESTAMP, f"ts {value!r} is not a plausible epoch time in seconds")
         return seconds
     raise EventError(WRONG_TYPE, f"ts must be an RFC 3339 string or epoch seconds, not {_kind(value)}")
@@ -157,6 +162,8 @@ class EventDecoder:
         paths.update(field_paths or {})
         self.max_bytes = max_bytes
         self._paths = paths
+        # With the contract's own field names, predictions take a fast path of plain dict reads.
+        self._identity = all(name == path for name, path in paths.items())
         self._get = {name: _path_getter(path) for name, path in paths.items()}
 
     def deployment_of(self, obj: dict[str, Any]) -> Any:
@@ -185,6 +192,40 @@ class EventDecoder:
 
     def prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
         """Validate a parsed object as a prediction event."""
+        if not self._identity:
+            return self._prediction(obj, received_ts)
+        # Hot path: the common, valid event costs a few dict reads and type checks; anything
+        # unusual goes through the general validation, which names what is wrong.
+        get = obj.get
+        request_id = get("request_id")
+        deployment = get("deployment")
+        label = get("label")
+        version = get("model_version")
+        if (
+            type(request_id) is not str
+            or type(deployment) is not str
+            or type(label) is not str
+            or not request_id
+            or not deployment
+            or not label
+            or (version is not None and type(version) is not str)
+        ):
+            return self._prediction(obj, received_ts)
+        raw_ts: Any = get("ts")
+        kind = type(raw_ts)
+        if (kind is float or kind is int) and 0 <= raw_ts <= MAX_EPOCH_S:
+            ts = float(raw_ts)
+        else:
+            ts = parse_ts(_MISSING if raw_ts is None else raw_ts, received_ts)
+        scores = get("scores")
+        if scores is not None:
+            _check_scores(scores, "scores")
+        features = get("features")
+        if features is not None:
+            _check_features(features, "features")
+        return Prediction(request_id, deployment, label, ts, version, scores, features)
+
+    def _prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
         request_id = self._required_str(obj, "request_id")
         deployment = self._required_str(obj, "deployment")
         label = self._required_str(obj, "label")
@@ -229,21 +270,37 @@ class EventDecoder:
 def _check_scores(scores: Any, path: str) -> None:
     if type(scores) is not dict:
         raise EventError(WRONG_TYPE, f"{path!r} must be an object of class -> number, not {_kind(scores)}")
+    for score in scores.values():
+        # NaN fails the comparison, so it is refused here too.
+        if type(score) not in _NUMBER_TYPES or not 0.0 <= score <= 1.0:
+            _refuse_scores(scores)
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _refuse_scores(scores: dict[str, Any]) -> None:
+    """Raise the EventError that names the first bad score (the slow path of _check_scores)."""
     for name, score in scores.items():
-        kind = type(score)
-        if kind is not float and kind is not int:
+        if type(score) not in _NUMBER_TYPES:
             raise EventError(WRONG_TYPE, f"score of {name[:64]!r} must be a number, not {_kind(score)}")
-        # NaN fails both comparisons, so it is refused here too.
         if not 0.0 <= score <= 1.0:
             raise EventError(SCORE_OUT_OF_RANGE, f"score of {name[:64]!r} is {score!r}, outside [0, 1]")
 
 
-_FEATURE_TYPES = (str, int, float, bool, type(None))
+_FEATURE_TYPES = frozenset((str, int, float, bool, type(None)))
 
 
 def _check_features(features: Any, path: str) -> None:
     if type(features) is not dict:
         raise EventError(WRONG_TYPE, f"{path!r} must be an object of name -> value, not {_kind(features)}")
+    for value in features.values():
+        if type(value) not in _FEATURE_TYPES:
+            _refuse_features(features)
+
+
+def _refuse_features(features: dict[str, Any]) -> None:
+    """Raise the EventError that names the first bad feature (the slow path of _check_features)."""
     for name, value in features.items():
         if type(value) not in _FEATURE_TYPES:
             raise EventError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,9 +86,13 @@ def parse_duration(text: str) -> float:
     if not text:
         raise ValueError("empty duration")
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"duration {text!r} must be a finite number of seconds, 0 or more")
+        return seconds
     total, number = 0.0, ""
     units = {"h": 3600.0, "m": 60.0, "s": 1.0}
     for char in text:

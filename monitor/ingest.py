@@ -75,31 +75,30 @@ class Ingest:
         """
         dead: list[DeadLetter] = []
         routes_by_topic = self.routes
-        positions = self.positions
         max_bytes = self.max_bytes
-        touched: set[DeploymentState] = set()
         for record in records:
             routes = routes_by_topic[record.topic]
             route = routes[0]
             try:
                 obj = load_object(record.value, max_bytes)
-                if len(routes) > 1 or route.decoder.deployment_of(obj) != route.state.name:
+                if obj.get("deployment") != route.state.name or len(routes) > 1:
+                    # Not the plain case (shared topic, remapped fields or a wrong name): look closer.
                     route = self._route(routes, obj)
                 received = record.timestamp or now
                 if route.role == "feedback":
                     route.state.add_feedback(route.decoder.feedback(obj, received))
                 else:
                     route.state.add_prediction(route.role, route.decoder.prediction(obj, received))
-                touched.add(route.state)
             except EventError as error:
                 deployment = route.state.name if len(routes) == 1 else None
                 dead.append(DeadLetter(record, error.reason, error.detail, deployment))
-            positions[(record.topic, record.partition)] = record.offset + 1
+        # Records of a partition arrive in offset order, so the last one of each sets its position.
+        self.positions.update({(r.topic, r.partition): r.offset + 1 for r in records})
         self.consumed += len(records)
         for letter in dead:
             key = (letter.deployment or UNROUTED, letter.reason)
             self.dead_letters[key] = self.dead_letters.get(key, 0) + 1
-        for state in touched:
+        for state in self.states.values():
             state.tick()
         return dead
 

@@ -242,10 +242,6 @@ def test_env_api_token_works_without_an_api_section() -> None:
     assert parse_config(raw, {"DRIFTGATE_API_TOKEN": "s3cret"}).api.token == "s3cret"
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_config/_apply_env mutates the caller's nested dicts (only the top level is copied)",
-    strict=True,
-)
 def test_env_override_leaves_the_callers_mapping_alone() -> None:
     raw = minimal()
     before = copy.deepcopy(raw)

@@ -217,7 +217,9 @@ def test_metrics_and_readiness(sidecar: RunningSidecar) -> None:
     assert httpx.get(f"{sidecar.url}/v1/deployments", timeout=5).status_code == 401
 
 
-def test_log_lines_are_json_without_the_token(sidecar: RunningSidecar, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_log_lines_are_json_without_the_token(
+    sidecar: RunningSidecar, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     _wait_consumed(sidecar)
     logs = sorted(Path(tmp_path_factory.getbasetemp()).glob("e2e-*/sidecar.log"))
     assert logs

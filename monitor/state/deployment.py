@@ -97,6 +97,14 @@ class Comparison:
         )
 
 
+def _backfill_live(comparison: Comparison, windows: Windows, start: float, end: float) -> None:
+    """Add the live answers of the kept windows in [start, end) to a comparison."""
+    for window in windows.recent():
+        if start <= window.start < end:
+            comparison.live.merge(window.live)
+            comparison.live_versions.merge(window.live_versions)
+
+
 class DeploymentState:
     """The mergeable state of one deployment."""
 
@@ -127,7 +135,10 @@ class DeploymentState:
     # -- the hot path -------------------------------------------------------------------------
 
     def add_prediction(self, role: str, prediction: Prediction) -> None:
-        """Fold one live or canary prediction into the state (raises EventError for a bad class)."""
+        """Fold one live or canary prediction into the state (raises EventError for a bad class).
+
+        Hot path: counts are bumped on the dicts inside ClassCounts directly, on purpose.
+        """
         label = prediction.label
         if label not in self._class_set:
             self._admit(label)
@@ -136,28 +147,40 @@ class DeploymentState:
             self.watermark = ts
         version = prediction.model_version or ""
         by_version = self.totals[role]
-        counts = by_version.get(version)
-        if counts is None:
-            counts = by_version[version] = ClassCounts()
-        counts.update(label)
+        totals = by_version.get(version)
+        if totals is None:
+            totals = by_version[version] = ClassCounts()
+        counts = totals.counts
+        counts[label] = counts.get(label, 0) + 1
         self.events[role] += 1
-        window = self.windows.at(ts)
+        windows = self.windows
+        window = windows._current
+        if window is None or not window.start <= ts < window.start + windows.length_s:
+            window = windows.at(ts)
         if role == "canary":
             comparison = self.comparisons.get(version)
             if comparison is None:
                 comparison = self._start_comparison(version, ts)
-            comparison.canary.update(label)
+            elif ts < comparison.started_at:
+                self._start_earlier(comparison, ts)
+            counts = comparison.canary.counts
+            counts[label] = counts.get(label, 0) + 1
             if ts > comparison.last_ts:
                 comparison.last_ts = ts
-            window.canary.update(label)
+            counts = window.canary.counts
+            counts[label] = counts.get(label, 0) + 1
             pair = self.join.add_canary(prediction.request_id, label, version, ts)
         else:
             comparison = self.current
             if comparison is not None and ts >= comparison.live_from:
-                comparison.live.update(label)
-                comparison.live_versions.update(version)
-            window.live.update(label)
-            window.live_versions.update(version)
+                counts = comparison.live.counts
+                counts[label] = counts.get(label, 0) + 1
+                counts = comparison.live_versions.counts
+                counts[version] = counts.get(version, 0) + 1
+            counts = window.live.counts
+            counts[label] = counts.get(label, 0) + 1
+            counts = window.live_versions.counts
+            counts[version] = counts.get(version, 0) + 1
             pair = self.join.add_live(prediction.request_id, label, ts)
         if pair is not None:
             self._count_pair(pair.live_label or "", pair.canary_label or "", pair.canary_version or "", ts)
@@ -195,13 +218,19 @@ class DeploymentState:
         live_from = ts - ts % self.windows.length_s
         comparison = Comparison(canary_version=version, started_at=ts, live_from=live_from, last_ts=ts)
         # Live answers that arrived before this version's first canary answer, but belong after it.
-        for window in self.windows.recent():
-            if window.start >= live_from:
-                comparison.live.merge(window.live)
-                comparison.live_versions.merge(window.live_versions)
+        _backfill_live(comparison, self.windows, live_from, float("inf"))
         self.comparisons[version] = comparison
         self._pick_current()
         return comparison
+
+    def _start_earlier(self, comparison: Comparison, ts: float) -> None:
+        """A canary answer older than the comparison's start arrived late: move the start back."""
+        live_from = ts - ts % self.windows.length_s
+        if live_from < comparison.live_from and comparison is self.current:
+            _backfill_live(comparison, self.windows, live_from, comparison.live_from)
+            comparison.live_from = live_from
+        comparison.started_at = ts
+        self._pick_current()
 
     def _pick_current(self) -> None:
         while len(self.comparisons) > MAX_COMPARISONS:
@@ -226,17 +255,20 @@ class DeploymentState:
         for role, by_version in other.totals.items():
             for version, counts in by_version.items():
                 self.totals[role].setdefault(version, ClassCounts()).merge(counts)
+        # A replica that had not seen a canary version yet kept its live answers in windows only.
+        for version, own in self.comparisons.items():
+            if version not in other.comparisons:
+                _backfill_live(own, other.windows, own.live_from, float("inf"))
         for version, comparison in other.comparisons.items():
             mine = self.comparisons.get(version)
             if mine is None:
-                self.comparisons[version] = Comparison.from_dict(comparison.to_dict())
+                copied = Comparison.from_dict(comparison.to_dict())
+                _backfill_live(copied, self.windows, copied.live_from, float("inf"))
+                self.comparisons[version] = copied
             else:
                 mine.merge(comparison)
         self._pick_current()
-        # Open requests of two replicas are disjoint when the topics are co-partitioned by key.
-        for rid, entry in other.join.open.items():
-            self.join.open.setdefault(rid, entry)
-        self.join.stats.merge(other.join.stats)
+        self.join.merge(other.join)
         self.windows.merge(other.windows)
         self.watermark = max(self.watermark, other.watermark)
         return self

@@ -70,6 +70,9 @@ class RequestJoin:
     max_open: int
     ttl_s: float
     open: OrderedDict[str, OpenRequest] = field(default_factory=OrderedDict)
+    # Requests already paired (id -> event time), bounded like `open`: a re-delivered answer
+    # (Kafka delivers at least once) is then a duplicate, not the start of a second pair.
+    paired_ids: OrderedDict[str, float] = field(default_factory=OrderedDict)
     stats: JoinStats = field(default_factory=JoinStats)
 
     def __len__(self) -> int:
@@ -80,30 +83,42 @@ class RequestJoin:
         """Record live's answer; returns the completed request when canary's is already here."""
         entry = self.open.get(request_id)
         if entry is None:
-            self._insert(request_id, OpenRequest(ts, label, None, None))
+            if request_id in self.paired_ids:
+                self.stats.duplicates += 1
+            else:
+                self._insert(request_id, OpenRequest(ts, label, None, None))
             return None
         if entry.live_label is not None:
             self.stats.duplicates += 1
             return None
         entry.live_label = label
-        del self.open[request_id]
-        self.stats.paired += 1
+        self._pair(request_id, entry)
         return entry
 
     def add_canary(self, request_id: str, label: str, version: str | None, ts: float) -> OpenRequest | None:
         """Record canary's answer; returns the completed request when live's is already here."""
         entry = self.open.get(request_id)
         if entry is None:
-            self._insert(request_id, OpenRequest(ts, None, label, version))
+            if request_id in self.paired_ids:
+                self.stats.duplicates += 1
+            else:
+                self._insert(request_id, OpenRequest(ts, None, label, version))
             return None
         if entry.canary_label is not None:
             self.stats.duplicates += 1
             return None
         entry.canary_label = label
         entry.canary_version = version
+        self._pair(request_id, entry)
+        return entry
+
+    def _pair(self, request_id: str, entry: OpenRequest) -> None:
         del self.open[request_id]
         self.stats.paired += 1
-        return entry
+        paired_ids = self.paired_ids
+        paired_ids[request_id] = entry.ts
+        if len(paired_ids) > self.max_open:
+            paired_ids.popitem(last=False)
 
     def _insert(self, request_id: str, entry: OpenRequest) -> None:
         self.open[request_id] = entry
@@ -114,6 +129,9 @@ class RequestJoin:
     def expire(self, now: float) -> int:
         """Drop requests older than the TTL at event time ``now``; returns how many."""
         horizon = now - self.ttl_s
+        paired_ids = self.paired_ids
+        while paired_ids and next(iter(paired_ids.values())) < horizon:
+            paired_ids.popitem(last=False)
         expired = 0
         open_requests = self.open
         while open_requests:
@@ -128,6 +146,17 @@ class RequestJoin:
             expired += 1
         return expired
 
+    def merge(self, other: RequestJoin) -> RequestJoin:
+        """Add another join's requests and figures (replicas' requests are disjoint when the
+        topics are co-partitioned by request id)."""
+        for request_id, entry in other.open.items():
+            self.open.setdefault(request_id, OpenRequest(entry.ts, entry.live_label, entry.canary_label,
+                                                         entry.canary_version))
+        for request_id, ts in other.paired_ids.items():
+            self.paired_ids.setdefault(request_id, ts)
+        self.stats.merge(other.stats)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_open": self.max_open,
@@ -135,6 +164,7 @@ class RequestJoin:
             "open": [
                 [rid, e.ts, e.live_label, e.canary_label, e.canary_version] for rid, e in self.open.items()
             ],
+            "paired_ids": [[rid, ts] for rid, ts in self.paired_ids.items()],
             "stats": self.stats.to_dict(),
         }
 
@@ -143,5 +173,6 @@ class RequestJoin:
         join = cls(max_open=int(data["max_open"]), ttl_s=float(data["ttl_s"]))
         for rid, ts, live_label, canary_label, canary_version in data["open"]:
             join.open[rid] = OpenRequest(ts, live_label, canary_label, canary_version)
+        join.paired_ids = OrderedDict((rid, float(ts)) for rid, ts in data["paired_ids"])
         join.stats = JoinStats(**data["stats"])
         return join

@@ -6,7 +6,6 @@ import doctest
 from collections import Counter
 from dataclasses import dataclass
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -129,11 +128,6 @@ def test_redelivery_before_pairing_is_a_duplicate(case: tuple[list[Request], lis
     assert join.stats.duplicates == len(kept) - len(events_of(requests))
 
 
-@pytest.mark.xfail(
-    reason="BUG: a request whose answers are re-delivered after it was paired opens again and is paired "
-    "a second time (RequestJoin keeps no memory of paired ids), so paired/confusion double-count it",
-    strict=True,
-)
 @example(
     (
         [Request("r0", "invoice", "other")],
