@@ -27,6 +27,8 @@ class SidecarView(Protocol):
     def snapshot(self, name: str) -> dict[str, Any]: ...
     def unrouted_dead_letters(self) -> dict[str, int]: ...
     def ready(self) -> tuple[bool, str]: ...
+    def review_queue(self, name: str) -> list[dict[str, Any]]: ...
+    def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]: ...
 
 
 class FlaggerRequest(BaseModel):
@@ -39,6 +41,15 @@ class FlaggerRequest(BaseModel):
     phase: str = ""
     checksum: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class LabelRequest(BaseModel):
+    """A reviewer's answer for one queued request: a class name, or "unsure"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=512)
+    label: str = Field(min_length=1, max_length=256)
 
 
 class BodyLimit(BaseHTTPMiddleware):
@@ -123,6 +134,22 @@ def create_app(
     def get_metrics(name: str) -> dict[str, Any]:
         verdict_of(name)
         return sidecar.snapshot(name)
+
+    @app.get("/v1/deployments/{name}/spotcheck", summary="Disagreements waiting for a human label")
+    def get_spotcheck(name: str) -> dict[str, Any]:
+        verdict_of(name)
+        return {"deployment": name, "cases": sidecar.review_queue(name)}
+
+    @app.post("/v1/deployments/{name}/labels", summary="Label a queued request (sent as spot-check feedback)")
+    def post_label(name: str, body: LabelRequest) -> JSONResponse:
+        verdict_of(name)
+        try:
+            answer = sidecar.submit_label(name, body.request_id, body.label)
+        except ValueError as error:
+            return JSONResponse({"detail": str(error)}, status_code=422)
+        except RuntimeError as error:
+            return JSONResponse({"detail": str(error)}, status_code=503)
+        return JSONResponse(answer, status_code=202 if answer["sent"] else 200)
 
     def flagger_answer(body: FlaggerRequest, hook: str) -> JSONResponse:
         name = body.metadata.get("deployment") or body.name

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from monitor.config import (
+    AccuracyCheckSettings,
+    ClassPrecisionCheckSettings,
     CollapseCheckSettings,
     DisagreementCheckSettings,
     DivergenceCheckSettings,
     ReferenceCheckSettings,
 )
 from monitor.state.deployment import Comparison
+from monitor.state.outcomes import Outcomes
 from monitor.stats.divergence import (
     chi2_goodness_of_fit,
     chi2_homogeneity,
@@ -26,6 +29,7 @@ from monitor.stats.divergence import (
     psi,
     shares,
 )
+from monitor.stats.proportion import mcnemar_exact, wilson_interval
 
 Status = Literal["pass", "fail", "warn", "insufficient_data"]
 
@@ -254,4 +258,119 @@ def disagreement(comparison: Comparison, settings: DisagreementCheckSettings) ->
     return CheckResult(
         name, "pass", rate, threshold,
         f"the models disagree on {_pct(rate)} of {pairs} shared requests", settings.blocking,
+    )
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A proportion of right answers with its Wilson interval."""
+
+    correct: int
+    labelled: int
+    lower: float
+    upper: float
+
+    @property
+    def estimate(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate": self.estimate, "lower": self.lower, "upper": self.upper,
+                "correct": self.correct, "labelled": self.labelled}
+
+
+def _precision(correct: int, labelled: int, confidence: float) -> Precision:
+    lower, upper = wilson_interval(correct, labelled, confidence)
+    return Precision(correct, labelled, lower, upper)
+
+
+def precision_figures(classes: Sequence[str], outcomes: Outcomes, confidence: float = 0.95) -> dict[str, Any]:
+    """Per role: accuracy over labelled answers and precision per predicted class, with intervals."""
+    figures: dict[str, Any] = {}
+    for role, labelled, correct in (
+        ("live", outcomes.live_labelled, outcomes.live_correct),
+        ("canary", outcomes.canary_labelled, outcomes.canary_correct),
+    ):
+        figures[role] = {
+            "accuracy": _precision(correct.total, labelled.total, confidence).to_dict(),
+            "precision": {
+                label: _precision(correct.get(label), labelled.get(label), confidence).to_dict()
+                for label in classes
+            },
+        }
+    canary_scored = outcomes.canary_labelled.total
+    figures["labelled_pairs"] = outcomes.labelled_pairs
+    figures["paired"] = dict(outcomes.paired)
+    figures["spotcheck_share"] = outcomes.spotcheck / canary_scored if canary_scored else 0.0
+    figures["awaiting_spotcheck"] = outcomes.unresolved
+    return figures
+
+
+def accuracy(outcomes: Outcomes, settings: AccuracyCheckSettings) -> CheckResult:
+    """Canary against live on the same labelled requests: McNemar's exact test and a margin."""
+    name, margin = "accuracy", settings.margin
+    n = outcomes.labelled_pairs
+    if n < settings.min_labels:
+        return CheckResult(
+            name, "insufficient_data", None, -margin,
+            f"{n} labelled requests with both answers judged; {settings.min_labels} are needed",
+            settings.blocking,
+        )
+    b, c = outcomes.paired["canary_only_right"], outcomes.paired["live_only_right"]
+    difference = (b - c) / n
+    test = mcnemar_exact(b, c)
+    canary_acc = (outcomes.paired["both_right"] + b) / n
+    live_acc = (outcomes.paired["both_right"] + c) / n
+    spot = f"; {outcomes.spotcheck} of them settled by spot-check labels" if outcomes.spotcheck else ""
+    figures = (
+        f"canary right on {_pct(canary_acc)} and live on {_pct(live_acc)} of {n} labelled requests "
+        f"(canary alone right {b}, live alone right {c}, McNemar p = {test.p_canary_worse:.2g}{spot})"
+    )
+    if difference < -margin and test.p_canary_worse < settings.p_value:
+        return CheckResult(
+            name, _failed(settings.blocking), difference, -margin,
+            f"canary is less accurate than live: {figures}", settings.blocking,
+        )
+    if difference < -margin:
+        return CheckResult(
+            name, "insufficient_data", difference, -margin,
+            f"canary may be less accurate than live, not yet beyond chance: {figures}", settings.blocking,
+        )
+    return CheckResult(
+        name, "pass", difference, -margin,
+        f"canary is at least as accurate as live within {_pct(margin)}: {figures}", settings.blocking,
+    )
+
+
+def class_precision(
+    classes: Sequence[str], outcomes: Outcomes, settings: ClassPrecisionCheckSettings
+) -> CheckResult:
+    """Per class, canary precision against live's: fails when one is clearly worse by more than the margin."""
+    name, margin = "class_precision", settings.margin
+    judged: list[tuple[float, str, Precision, Precision]] = []
+    for label in classes:
+        live = _precision(outcomes.live_correct.get(label), outcomes.live_labelled.get(label), settings.confidence)
+        canary = _precision(
+            outcomes.canary_correct.get(label), outcomes.canary_labelled.get(label), settings.confidence
+        )
+        if min(live.labelled, canary.labelled) >= settings.min_labels:
+            assert live.estimate is not None and canary.estimate is not None
+            judged.append((canary.estimate - live.estimate, label, canary, live))
+    if not judged:
+        return CheckResult(
+            name, "insufficient_data", None, -margin,
+            f"no class has {settings.min_labels} labelled answers from each model yet", settings.blocking,
+        )
+    gap, label, canary, live = min(judged)
+    words = (
+        f"precision of {label!r}: canary {_pct(canary.estimate or 0)} [{_pct(canary.lower)}, {_pct(canary.upper)}] "
+        f"vs live {_pct(live.estimate or 0)} [{_pct(live.lower)}, {_pct(live.upper)}]"
+    )
+    if gap < -margin and canary.upper < live.lower:
+        return CheckResult(
+            name, _failed(settings.blocking), gap, -margin, f"canary is less precise: {words}", settings.blocking
+        )
+    return CheckResult(
+        name, "pass", gap, -margin,
+        f"no class clearly less precise on the canary ({len(judged)} judged); weakest {words}", settings.blocking,
     )

@@ -68,6 +68,12 @@ class ApiSettings(Section):
 
 class StateSettings(Section):
     dir: Path = Field(Path("./.driftgate"), description="Where checkpoints live.")
+    enabled: bool = Field(
+        True, description="Checkpoint the state and offsets, and resume from the last checkpoint at start."
+    )
+    checkpoint_interval_s: float = Field(
+        10.0, gt=0, description="Wall-clock seconds between checkpoints (one is also written at shutdown)."
+    )
 
 
 class LogSettings(Section):
@@ -85,6 +91,29 @@ class ElasticsearchSettings(Section):
 class WebhookSettings(Section):
     url: str = Field(description="Receives a POST of the verdict object on every verdict change.")
     secret: str | None = Field(None, description="HMAC-SHA256 key for X-Driftgate-Signature.")
+    format: Literal["json", "slack"] = Field(
+        "json",
+        description="`json`: the verdict object; `slack`: a Slack-compatible message asking \"deploy v42?\".",
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for one delivery attempt.")
+    max_attempts: int = Field(
+        6, ge=1, description="Attempts per delivery; connection errors, 5xx and 429 are retried, other 4xx not."
+    )
+    backoff_s: float = Field(
+        0.5, gt=0, description="First retry waits up to this long; each further one up to twice as long (jittered)."
+    )
+    max_backoff_s: float = Field(30.0, gt=0, description="Longest wait between two attempts.")
+    queue_size: int = Field(
+        1000, ge=1, description="Deliveries waiting for this URL; when full, the oldest is dropped and counted."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # Checked at start-up so a typo is refused with the key's name, not found at the first verdict.
+        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class TopicSettings(Section):
@@ -124,6 +153,50 @@ class JoinSettings(Section):
     ttl_s: float = Field(600.0, gt=0, description="Event-time seconds a request waits for its other half.")
 
 
+class FeedbackSettings(Section):
+    max_requests: int = Field(
+        100_000, ge=1, description="Most answered requests kept waiting for feedback (and early feedback for them)."
+    )
+    ttl_s: float = Field(
+        259_200.0, gt=0, description="Event-time seconds feedback may arrive after a request (3 days)."
+    )
+
+
+class SpotcheckSettings(Section):
+    max_per_minute: int = Field(30, ge=0, description="Most disagreements picked for review per minute of event time.")
+    priority: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weight of classes that matter most, e.g. {invoice: 3}; a disagreement involving one is a "
+        "priority case.",
+    )
+    priority_share: float = Field(
+        0.5, ge=0, le=1, description="Share of each minute's budget kept for priority cases."
+    )
+    queue_size: int = Field(100, ge=1, description="Picked cases kept on the review page until labelled.")
+
+
+class AccuracyCheckSettings(Section):
+    blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    margin: float = Field(
+        0.02, ge=0, lt=1, description="Fail when canary accuracy is lower than live's by more than this..."
+    )
+    p_value: float = Field(
+        0.01, gt=0, lt=1, description="...and McNemar's exact test says so with a p-value below this."
+    )
+    min_labels: int = Field(50, ge=1, description="Labelled requests (both answers judged) needed first.")
+
+
+class ClassPrecisionCheckSettings(Section):
+    blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    margin: float = Field(
+        0.05, ge=0, lt=1, description="Fail when a class's canary precision is below live's by more than this..."
+    )
+    confidence: float = Field(
+        0.95, gt=0, lt=1, description="...and their Wilson intervals at this confidence do not overlap."
+    )
+    min_labels: int = Field(30, ge=1, description="Labelled answers of a class, per model, needed to judge it.")
+
+
 class DivergenceCheckSettings(Section):
     blocking: bool = Field(True, description="A failure makes the verdict no_go.")
     js_threshold: float = Field(0.05, gt=0, le=1, description="Fail above this Jensen-Shannon distance...")
@@ -159,6 +232,8 @@ class ChecksSettings(Section):
     reference_divergence: ReferenceCheckSettings = Field(default_factory=ReferenceCheckSettings)
     collapse: CollapseCheckSettings = Field(default_factory=CollapseCheckSettings)
     disagreement: DisagreementCheckSettings = Field(default_factory=DisagreementCheckSettings)
+    accuracy: AccuracyCheckSettings = Field(default_factory=AccuracyCheckSettings)
+    class_precision: ClassPrecisionCheckSettings = Field(default_factory=ClassPrecisionCheckSettings)
 
 
 class PolicySettings(Section):
@@ -170,6 +245,16 @@ class PolicySettings(Section):
     )
     max_duration_s: float | None = Field(
         None, gt=0, description="Event-time seconds after which an undecided comparison is inconclusive."
+    )
+    require_feedback: bool = Field(
+        False,
+        description="Hold the verdict at pending until the feedback checks have enough labelled requests; "
+        "otherwise they decide only once they have.",
+    )
+    feedback_decides: bool = Field(
+        True,
+        description="When labelled outcomes show the canary is not less accurate, a class distribution "
+        "that moved is a warning, not a no_go.",
     )
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
 
@@ -199,6 +284,8 @@ class DeploymentSettings(Section):
     fields: FieldMap = Field(default_factory=FieldMap)
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     join: JoinSettings = Field(default_factory=JoinSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    spotcheck: SpotcheckSettings = Field(default_factory=SpotcheckSettings)
     window_s: float = Field(60.0, gt=0, description="Length of the tumbling dashboard windows (event time).")
     windows_kept: int = Field(60, ge=1, description="Closed windows kept in memory for the API.")
     policy: PolicySettings = Field(default_factory=PolicySettings)
@@ -347,3 +434,36 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
         if isinstance(candidate, type) and issubclass(candidate, Section):
             return candidate
     return None
+
+
+REFERENCE_START = "<!-- config-reference:start -->"
+REFERENCE_END = "<!-- config-reference:end -->"
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if default is None:
+        return "null"
+    if isinstance(default, Path):
+        return str(default)
+    return repr(default).replace("'", "")
+
+
+def reference_table() -> str:
+    """The Markdown table of every config key, its default and its meaning (the README's reference)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, default, description in config_keys():
+        required = key in ("deployments[].name", "webhooks[].url")
+        rows.append(f"| `{key}` | `{'required' if required else _shown(default)}` | {description} |")
+    return "\n".join(rows)
+
+
+def write_reference(readme: Path) -> bool:
+    """Rewrite the reference table between its markers in ``readme``; returns whether it changed."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(REFERENCE_START), text.index(REFERENCE_END)
+    updated = f"{text[: start + len(REFERENCE_START)]}\n{reference_table()}\n{text[end:]}"
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    return updated != text

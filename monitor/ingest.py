@@ -8,12 +8,14 @@ deployment's state or in the returned dead letters (consumed = processed + dead)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.config import DeploymentSettings, Settings
 from monitor.errors import EventError
 from monitor.events import UNKNOWN_DEPLOYMENT, EventDecoder, load_object
 from monitor.records import DeadLetter, Record
 from monitor.state.deployment import DeploymentState
+from monitor.state.spotcheck import SpotcheckSampler
 
 UNROUTED = "unknown"
 
@@ -37,6 +39,14 @@ def new_state(settings: DeploymentSettings) -> DeploymentState:
         join_ttl_s=settings.join.ttl_s,
         window_s=settings.window_s,
         windows_kept=settings.windows_kept,
+        feedback_max_requests=settings.feedback.max_requests,
+        feedback_ttl_s=settings.feedback.ttl_s,
+        spotcheck=SpotcheckSampler(
+            max_per_minute=settings.spotcheck.max_per_minute,
+            priority=dict(settings.spotcheck.priority),
+            priority_share=settings.spotcheck.priority_share,
+        ),
+        review_queue_size=settings.spotcheck.queue_size,
     )
 
 
@@ -121,3 +131,17 @@ class Ingest:
     @property
     def dead_lettered(self) -> int:
         return sum(self.dead_letters.values())
+
+    def figures_to_dict(self) -> dict[str, Any]:
+        """The figures kept beside the deployments' states (positions, dead letters, consumed) as JSON-able data."""
+        return {
+            "positions": [[topic, partition, offset] for (topic, partition), offset in self.positions.items()],
+            "dead_letters": [[deployment, reason, n] for (deployment, reason), n in self.dead_letters.items()],
+            "consumed": self.consumed,
+        }
+
+    def load_figures(self, data: dict[str, Any]) -> None:
+        """Take over the figures of :meth:`figures_to_dict` (when resuming from a checkpoint)."""
+        self.positions = {(str(topic), int(partition)): int(offset) for topic, partition, offset in data["positions"]}
+        self.dead_letters = {(str(dep), str(reason)): int(n) for dep, reason, n in data["dead_letters"]}
+        self.consumed = int(data["consumed"])

@@ -67,6 +67,21 @@ class SidecarCollector(Collector):
         join_outcomes = CounterMetricFamily(
             "driftgate_join_requests", "Requests leaving the join, by outcome.", labels=["deployment", "outcome"]
         )
+        precision = GaugeMetricFamily(
+            "driftgate_precision", "Share of right answers among labelled answers of a predicted class.",
+            labels=["deployment", "role", "class"],
+        )
+        precision_bounds = GaugeMetricFamily(
+            "driftgate_precision_interval", "Wilson 95% interval of driftgate_precision.",
+            labels=["deployment", "role", "class", "bound"],
+        )
+        accuracy = GaugeMetricFamily(
+            "driftgate_accuracy", "Share of right answers among labelled requests, by role.",
+            labels=["deployment", "role"],
+        )
+        feedback = CounterMetricFamily(
+            "driftgate_feedback", "Feedback events by what became of them.", labels=["deployment", "outcome"]
+        )
         for name in self.deployments:
             snap = self.sidecar.snapshot(name)
             for role, n in snap["events"].items():
@@ -83,11 +98,23 @@ class SidecarCollector(Collector):
                         divergence.add_metric([name, metric, baseline], value)
                 if comparison["disagreement_rate"] is not None:
                     disagreement.add_metric([name], comparison["disagreement_rate"])
+                for role in ("live", "canary"):
+                    figures = comparison["feedback"][role]
+                    if figures["accuracy"]["estimate"] is not None:
+                        accuracy.add_metric([name, role], figures["accuracy"]["estimate"])
+                    for label, item in figures["precision"].items():
+                        if item["estimate"] is None:
+                            continue
+                        precision.add_metric([name, role, label], item["estimate"])
+                        precision_bounds.add_metric([name, role, label, "lower"], item["lower"])
+                        precision_bounds.add_metric([name, role, label, "upper"], item["upper"])
                 samples.add_metric([name, "live"], sum(comparison["live"].values()))
                 samples.add_metric([name, "canary"], sum(comparison["canary"].values()))
             current = snap["verdict"]
             for candidate in VERDICTS:
                 verdict.add_metric([name, candidate], 1.0 if candidate == current else 0.0)
+            for outcome in ("matched", "duplicates", "settled_by_spotcheck", "expired", "evicted"):
+                feedback.add_metric([name, outcome], snap["feedback"][outcome])
             join = snap["join"]
             open_requests.add_metric([name], join["open_requests"])
             for outcome in ("paired", "evicted", "expired_live_only", "expired_canary_only", "duplicates"):
@@ -95,5 +122,6 @@ class SidecarCollector(Collector):
         for reason, n in self.sidecar.unrouted_dead_letters().items():
             dead.add_metric([UNROUTED, reason], n)
         yield from (
-            events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes
+            events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes,
+            precision, precision_bounds, accuracy, feedback,
         )

@@ -20,6 +20,7 @@ from monitor.kafka_sink import KafkaSink
 from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
 from monitor.service import Sidecar, Source
+from monitor.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,17 @@ def build_sidecar(settings: Settings) -> Sidecar:
         source: Source = open_source(kafka, topics)
         return source
 
-    return Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
+    sidecar = Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
+    if settings.webhooks:
+        sidecar.listeners.append(WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments]))
+    return sidecar
+
+
+def stop_webhooks(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
+    """Flush the sidecar's webhook deliveries (after it stopped, so its last verdicts are among them)."""
+    for listener in sidecar.listeners:
+        if isinstance(listener, WebhookDispatcher):
+            listener.stop(timeout_s)
 
 
 class ApiServer(uvicorn.Server):
@@ -105,6 +116,7 @@ def run(settings: Settings) -> None:
         server.run()
     finally:
         sidecar.stop()
+        stop_webhooks(sidecar)
         log.info("stopped")
 
 

@@ -16,10 +16,18 @@ from typing import Any, Protocol
 
 import orjson
 
-from monitor.checks import live_divergence, reference_divergence_figures
+from monitor.checkpoint import (
+    CheckpointError,
+    CheckpointStore,
+    encode,
+    open_store,
+    restore_ingest,
+)
+from monitor.checks import live_divergence, precision_figures, reference_divergence_figures
 from monitor.config import Settings
 from monitor.ingest import UNROUTED, Ingest
 from monitor.records import DeadLetter, Record
+from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ class Sidecar:
         source_factory: Callable[[], Source],
         sink_factory: Callable[[], Sink],
         clock: Callable[[], float] = time.time,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.settings = settings
         self.ingest = Ingest(settings)
@@ -73,20 +82,38 @@ class Sidecar:
         self._source: Source | None = None
         self._sink: Sink | None = None
         self._last_error = ""
+        # Checkpoints (None: opened from settings.state at start). A partition's offsets are
+        # committed to Kafka only once a checkpoint holds it, so Kafka is never ahead of a
+        # checkpoint for a partition the checkpoint does not know.
+        self._store = checkpoints
+        self._checkpointed: set[tuple[str, int]] = set()
+        self._consumed_at_checkpoint = 0
+        self._checkpoint_due = 0.0
+        # Resumed positions not yet confirmed by a record read from them (see _check_resumed_positions).
+        self._unconfirmed: dict[tuple[str, int], int] = {}
+        self._republish = False  # after a resume: publish the current verdicts once (at least once)
         self.evaluate_verdicts()
 
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start consuming in a background thread."""
+        """Resume from the last checkpoint, then consume in a background thread.
+
+        A checkpoint that cannot be read stops nothing but the consuming: the process
+        stays up and /readyz says why (resuming without it would lose its counts).
+        """
+        if not self._resume():
+            return
         self._thread = threading.Thread(target=self._run, name="driftgate-consumer", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop consuming, publish the last verdicts, flush and close the edges."""
+        """Stop consuming, checkpoint, publish the last verdicts, flush and close the edges."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            # Before the flush, which may wait for an absent broker until the grace period is over.
+            self.checkpoint()
         self.evaluate_verdicts()
         if self._sink is not None:
             left = self._sink.flush(timeout_s)
@@ -102,14 +129,90 @@ class Sidecar:
             return False, self._last_error or "the Kafka consumer is starting"
         return self._source.ready()
 
-    def _run(self) -> None:
+    def _resume(self) -> bool:
+        """Take over the last checkpoint's state; False (and why, in ready()) if it cannot be read."""
         try:
-            self._source = self._source_factory()
-            self._sink = self._sink_factory()
-        except Exception as error:  # the process stays up to say why on /readyz
-            self._last_error = f"cannot start the Kafka client: {error}"
-            log.exception("cannot start the Kafka client")
+            if self._store is None:
+                self._store = open_store(self.settings)
+            snapshot = self._store.load() if self._store is not None else None
+            ingest = restore_ingest(snapshot, self.settings) if snapshot is not None else None
+        except CheckpointError as error:
+            self._last_error = f"checkpoint refused: {error}"
+            log.error("checkpoint refused; nothing is consumed", extra={"error": str(error)})
+            return False
+        if ingest is not None:
+            self._take_over(ingest)
+            self._checkpointed = set(ingest.positions)
+            self._consumed_at_checkpoint = ingest.consumed
+            self._unconfirmed = dict(ingest.positions)
+            self._republish = True
+            log.info(
+                "resumed from checkpoint",
+                extra={"consumed": ingest.consumed, "partitions": len(ingest.positions), "bytes": len(snapshot or b"")},
+            )
+        return True
+
+    def _take_over(self, ingest: Ingest) -> None:
+        """Replace the ingest and its verdicts without announcing them (nothing new has happened)."""
+        with self._lock:
+            self.ingest = ingest
+            self.verdicts = {d.name: evaluate(d, ingest.states[d.name]) for d in self.settings.deployments}
+
+    def _connect(self) -> bool:
+        """Start the Kafka source and sink, retrying with a growing pause; False once stop() is called."""
+        pause = 1.0
+        while not self._stop.is_set():
+            try:
+                source = self._source_factory()
+                try:
+                    sink = self._sink_factory()
+                except Exception:
+                    source.close()
+                    raise
+            except Exception as error:  # the process stays up to say why on /readyz, and tries again
+                self._last_error = f"cannot start the Kafka client: {error}"
+                log.warning("cannot start the Kafka client; trying again", extra={"error": str(error), "in_s": pause})
+                self._stop.wait(pause)
+                pause = min(pause * 2, 10.0)
+                continue
+            self._source, self._sink = source, sink
+            self._last_error = ""
+            return True
+        return False
+
+    def _check_resumed_positions(self, records: list[Record]) -> None:
+        """Drop the resumed state when a partition is read from before its checkpointed position.
+
+        The consumer was sent to the checkpoint's positions; a record from before one means
+        the client found it past the end of the log and started over: the log the checkpoint
+        counted is gone (topic recreated, a memory-backed broker restarted, another cluster
+        behind the same address), and its counts would be added to a different stream's.
+        """
+        unconfirmed = self._unconfirmed
+        behind = []
+        for record in records:
+            position = unconfirmed.pop((record.topic, record.partition), None)
+            if position is not None and record.offset < position:
+                behind.append(f"{record.topic}[{record.partition}] at {record.offset}, checkpoint at {position}")
+            if not unconfirmed:
+                break
+        if behind:
+            log.warning(
+                "Kafka has no longer the messages the checkpoint counted: its state is dropped, starting empty",
+                extra={"partitions": behind[:10]},
+            )
+            self._unconfirmed = {}
+            self._take_over(Ingest(self.settings))
+            self._checkpointed = set()
+            self._consumed_at_checkpoint = 0
+            self._republish = False
+
+    def _run(self) -> None:
+        if not self._connect():
             return
+        assert self._source is not None
+        if self._unconfirmed:
+            self._source.seek(dict(self._unconfirmed))
         kafka = self.settings.kafka
         next_verdict = 0.0
         while not self._stop.is_set():
@@ -128,29 +231,104 @@ class Sidecar:
     def process(self, records: list[Record]) -> None:
         """Fold one batch in, publish its dead letters, then commit its offsets."""
         assert self._source is not None and self._sink is not None
+        if self._unconfirmed:
+            self._check_resumed_positions(records)
         with self._lock:
             dead = self.ingest.process(records, self._clock())
             positions = dict(self.ingest.positions)
+            cases = [case for state in self.ingest.states.values() for case in state.drain_outbox()]
+        if cases:
+            self._publish_cases(cases)
         if dead:
             topic = self.settings.kafka.deadletter_topic
             for letter in dead:
                 self._sink.dead_letter(letter, topic)
             # Dead letters must be on the broker before the offsets that skip them are committed.
             self._sink.flush(10.0)
+        if self._store is not None:
+            # Right after the fold, so state and positions are of one instant; at once for a partition
+            # new to the checkpoint, whose offsets are not committed to Kafka before a checkpoint holds it.
+            if self._clock() >= self._checkpoint_due or not self._checkpointed.issuperset(positions):
+                self.checkpoint()
+            positions = {key: offset for key, offset in positions.items() if key in self._checkpointed}
         self._source.commit(positions)
+
+    def checkpoint(self) -> bool:
+        """Save the state and the positions of this instant; False when there is no store or it failed.
+
+        Called from the consumer thread after a batch, and from stop(). Never raises: a
+        checkpoint that fails is logged and tried again at the next interval.
+        """
+        store = self._store
+        if store is None:
+            return False
+        self._checkpoint_due = self._clock() + self.settings.state.checkpoint_interval_s
+        try:
+            with self._lock:
+                consumed = self.ingest.consumed
+                if consumed == self._consumed_at_checkpoint:
+                    return True  # nothing new since the last one
+                partitions = set(self.ingest.positions)
+                snapshot = encode(self.ingest)
+            store.save(snapshot)
+        except Exception as error:
+            log.error("cannot write a checkpoint", exc_info=not isinstance(error, CheckpointError),
+                      extra={"error": str(error)})
+            return False
+        self._checkpointed = partitions
+        self._consumed_at_checkpoint = consumed
+        return True
+
+    def _publish_cases(self, cases: list[SpotcheckCase]) -> None:
+        """Send picked disagreements to the spot-check topic (CONTRACT §2)."""
+        assert self._sink is not None
+        topic = self.settings.kafka.spotcheck_topic
+        for case in cases:
+            self._sink.send(topic, case.request_id.encode(), orjson.dumps(spotcheck_event(case)))
+
+    def review_queue(self, name: str) -> list[dict[str, Any]]:
+        """The picked cases of a deployment still waiting for a label, newest first."""
+        with self._lock:
+            cases = self.ingest.states[name].review.to_list()
+        return [spotcheck_event(SpotcheckCase.from_dict(case)) for case in reversed(cases)]
+
+    def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]:
+        """A reviewer's answer: a class goes to the feedback topic as a spot-check label; 'unsure'
+        takes the case off the page. Raises ValueError for a class the deployment does not know."""
+        deployment = self.settings.deployment(name)
+        assert deployment is not None
+        with self._lock:
+            state = self.ingest.states[name]
+            if label == UNSURE:
+                state.review.settle(request_id)
+                return {"request_id": request_id, "label": None, "sent": False}
+            if label not in state.classes:
+                raise ValueError(f"{label[:64]!r} is not a class of {name!r}; one of {', '.join(state.classes)}")
+            ts = state.watermark or self._clock()
+        if self._sink is None:
+            raise RuntimeError("the Kafka producer is not running yet")
+        event = {"request_id": request_id, "deployment": name, "label": label, "source": "spotcheck",
+                 "ts": iso_time(ts)}
+        self._sink.send(deployment.topics.feedback, request_id.encode(), orjson.dumps(event))
+        self._sink.flush(5.0)
+        return {"request_id": request_id, "label": label, "sent": True}
 
     # -- verdicts -----------------------------------------------------------------------------
 
     def evaluate_verdicts(self) -> None:
         """Evaluate every deployment; publish and announce the verdicts that changed."""
         changed: list[Verdict] = []
+        # After a resume the verdicts are published once more: the last change may not have left before the crash.
+        republish = self._republish and self._sink is not None
         with self._lock:
             for deployment in self.settings.deployments:
                 verdict = evaluate(deployment, self.ingest.states[deployment.name])
                 previous = self.verdicts.get(deployment.name)
                 self.verdicts[deployment.name] = verdict
-                if verdict.changed_from(previous):
+                if verdict.changed_from(previous) or republish:
                     changed.append(verdict)
+        if republish:
+            self._republish = False
         for verdict in changed:
             log.info(
                 "verdict changed",
@@ -197,6 +375,7 @@ class Sidecar:
                     "disagreements": comparison.disagreements,
                     "disagreement_rate": comparison.disagreements / pairs if pairs else None,
                     "divergence": {"live": _figures(live_divergence(classes, comparison))},
+                    "feedback": precision_figures(classes, comparison.outcomes),
                 }
                 reference = deployment.reference.class_distribution
                 if reference:
@@ -211,8 +390,16 @@ class Sidecar:
                 "dead_letters": dead,
                 "comparison": current,
                 "join": {"open_requests": len(state.join), **state.join.stats.to_dict()},
+                "feedback": {
+                    "awaiting_feedback": len(state.feedback.answered),
+                    "early_feedback": len(state.feedback.early),
+                    "spotcheck_labels": state.spotcheck_labels,
+                    **state.feedback.stats.to_dict(),
+                },
                 "windows": [w.to_dict() for w in state.windows.recent()],
                 "late_window_events": state.windows.late,
+                "spotcheck": {"picked": state.sampler.picked, "offered": state.sampler.offered,
+                              "waiting": len(state.review.cases)},
                 "watermark": iso_time(state.watermark),
             }
         verdict = self.verdicts.get(name)
@@ -232,6 +419,25 @@ class Sidecar:
                 "processed": self.ingest.processed,
                 "dead_lettered": self.ingest.dead_lettered,
             }
+
+
+UNSURE = "unsure"
+
+
+def spotcheck_event(case: SpotcheckCase) -> dict[str, Any]:
+    """The spot-check topic's JSON for a case: CONTRACT §2 fields plus the canary version."""
+    return {
+        "request_id": case.request_id,
+        "deployment": case.deployment,
+        "live_label": case.live_label,
+        "canary_label": case.canary_label,
+        "live_scores": case.live_scores,
+        "canary_scores": case.canary_scores,
+        "features": case.features,
+        "ts": iso_time(case.ts),
+        "canary_version": case.canary_version,
+        "priority": case.priority,
+    }
 
 
 def _sum_versions(by_version: dict[str, Any]) -> dict[str, int]:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -69,6 +69,8 @@ def run_checks(settings: DeploymentSettings, state: DeploymentState) -> list[Che
         checks.class_divergence(classes, comparison, policy.min_samples, policy.checks.class_divergence),
         checks.collapse(classes, comparison, policy.min_samples, policy.checks.collapse),
         checks.disagreement(comparison, policy.checks.disagreement),
+        checks.accuracy(comparison.outcomes, policy.checks.accuracy),
+        checks.class_precision(classes, comparison.outcomes, policy.checks.class_precision),
     ]
     reference = settings.reference.class_distribution
     if reference:
@@ -78,13 +80,34 @@ def run_checks(settings: DeploymentSettings, state: DeploymentState) -> list[Che
                 classes, comparison, reference, policy.min_samples, policy.checks.reference_divergence
             ),
         )
+    if policy.feedback_decides:
+        results = _let_feedback_decide(results)
     return results
+
+
+# Checks that need labelled requests: without require_feedback they never hold a verdict back.
+FEEDBACK_CHECKS = ("accuracy", "class_precision")
+# Checks of the class mix that labelled outcomes may overrule: a mix can move for the better.
+_MIX_CHECKS = ("class_divergence", "reference_divergence")
+
+
+def _let_feedback_decide(results: list[CheckResult]) -> list[CheckResult]:
+    """When the accuracy check passes, a moved class mix warns instead of failing."""
+    if not any(r.name == "accuracy" and r.status == "pass" for r in results):
+        return results
+    return [
+        replace(r, status="warn", blocking=False,
+                detail=f"{r.detail}; labelled outcomes show the canary is not less accurate, so this only warns")
+        if r.name in _MIX_CHECKS and r.status in ("fail", "insufficient_data")
+        else r
+        for r in results
+    ]
 
 
 def evaluate(settings: DeploymentSettings, state: DeploymentState) -> Verdict:
     """The deployment's verdict now (pure: the same state always gives the same verdict)."""
     comparison = state.current
-    samples = {"live": 0, "canary": 0, "feedback": state.events["feedback"], "spotcheck_labels": 0}
+    samples = {"live": 0, "canary": 0, "feedback": 0, "spotcheck_labels": 0}
     evaluated_at = iso_time(state.watermark)
     if comparison is None:
         return Verdict(
@@ -93,6 +116,8 @@ def evaluate(settings: DeploymentSettings, state: DeploymentState) -> Verdict:
         )
     samples["live"] = comparison.live.total
     samples["canary"] = comparison.canary.total
+    samples["feedback"] = comparison.outcomes.live_labelled.total
+    samples["spotcheck_labels"] = comparison.outcomes.spotcheck
     results = run_checks(settings, state)
     verdict, reasons = decide(settings, results, comparison.canary.total, state.watermark - comparison.started_at)
     return Verdict(
@@ -110,7 +135,11 @@ def decide(
     if failed:
         return "no_go", failed
     warnings = [f"warning: {r.detail}" for r in results if r.status in ("warn", "fail")]
-    waiting = [r.detail for r in blocking if r.status == "insufficient_data"]
+    waiting = [
+        r.detail
+        for r in blocking
+        if r.status == "insufficient_data" and (r.name not in FEEDBACK_CHECKS or settings.policy.require_feedback)
+    ]
     if waiting:
         policy = settings.policy
         over_samples = policy.max_samples is not None and canary_samples >= policy.max_samples

@@ -24,7 +24,10 @@ from typing import Any
 from monitor.errors import EventError
 from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
 from monitor.state.counts import ClassCounts
+from monitor.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.state.join import RequestJoin
+from monitor.state.outcomes import Outcomes
+from monitor.state.spotcheck import ReviewQueue, SpotcheckCase, SpotcheckSampler
 from monitor.state.windows import Windows
 
 MAX_COMPARISONS = 8
@@ -44,6 +47,7 @@ class Comparison:
     # (live label, canary label) -> requests answered by both models
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: float = 0.0
+    outcomes: Outcomes = field(default_factory=Outcomes)
 
     @property
     def pairs(self) -> int:
@@ -69,6 +73,7 @@ class Comparison:
         self.live_versions.merge(other.live_versions)
         for pair, n in other.confusion.items():
             self.confusion[pair] = self.confusion.get(pair, 0) + n
+        self.outcomes.merge(other.outcomes)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +86,7 @@ class Comparison:
             "canary": self.canary.to_dict(),
             "live_versions": self.live_versions.to_dict(),
             "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
+            "outcomes": self.outcomes.to_dict(),
         }
 
     @classmethod
@@ -94,6 +100,7 @@ class Comparison:
             live_versions=ClassCounts(data["live_versions"]),
             confusion={(live, canary): int(n) for live, canary, n in data["confusion"]},
             last_ts=float(data["last_ts"]),
+            outcomes=Outcomes.from_dict(data["outcomes"]),
         )
 
 
@@ -117,6 +124,10 @@ class DeploymentState:
         join_ttl_s: float = 600.0,
         window_s: float = 60.0,
         windows_kept: int = 60,
+        feedback_max_requests: int = 100_000,
+        feedback_ttl_s: float = 3 * 86_400.0,
+        spotcheck: SpotcheckSampler | None = None,
+        review_queue_size: int = 100,
     ) -> None:
         self.name = name
         self.fixed_classes = classes is not None
@@ -130,6 +141,12 @@ class DeploymentState:
         self.current: Comparison | None = None
         self.join = RequestJoin(max_open=max_open_requests, ttl_s=join_ttl_s)
         self.windows = Windows(length_s=window_s, kept=windows_kept)
+        self.feedback = FeedbackJoin(max_requests=feedback_max_requests, ttl_s=feedback_ttl_s)
+        self.spotcheck_labels = 0
+        self.sampler = spotcheck or SpotcheckSampler()
+        self.review = ReviewQueue(review_queue_size)
+        # cases picked since the service last drained them to the spot-check topic
+        self.outbox: list[SpotcheckCase] = []
         self.watermark = 0.0
 
     # -- the hot path -------------------------------------------------------------------------
@@ -169,7 +186,7 @@ class DeploymentState:
                 comparison.last_ts = ts
             counts = window.canary.counts
             counts[label] = counts.get(label, 0) + 1
-            pair = self.join.add_canary(prediction.request_id, label, version, ts)
+            pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
             if comparison is not None and ts >= comparison.live_from:
@@ -181,21 +198,59 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
-            pair = self.join.add_live(prediction.request_id, label, ts)
+            pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
-            self._count_pair(pair.live_label or "", pair.canary_label or "", pair.canary_version or "", ts)
+            live_label, canary_label = pair.live_label or "", pair.canary_label or ""
+            self._count_pair(prediction.request_id, live_label, canary_label, pair.canary_version or "", ts)
+            if live_label != canary_label and self.sampler.offer(ts, live_label, canary_label):
+                # The first answer's scores were kept in the join; this answer carries its own.
+                first_scores, scores = pair.scores, prediction.scores
+                live_scores, canary_scores = (first_scores, scores) if role == "canary" else (scores, first_scores)
+                self._pick(SpotcheckCase(
+                    prediction.request_id, self.name, live_label, canary_label, live_scores, canary_scores,
+                    prediction.features, ts, pair.canary_version or None,
+                    self.sampler.weight(live_label, canary_label),
+                ))
 
     def add_feedback(self, feedback: Feedback) -> None:
-        """Count one feedback event (joined to predictions by a later part of the pipeline)."""
+        """Join one feedback event to its request and score the answers once both are here."""
+        if feedback.label is not None and feedback.label not in self._class_set:
+            self._admit(feedback.label)
         if feedback.ts > self.watermark:
             self.watermark = feedback.ts
         self.events["feedback"] += 1
+        if feedback.source == "spotcheck":
+            self.spotcheck_labels += 1
+            self.review.settle(feedback.request_id)
+        truth = Truth(feedback.ts, feedback.label, feedback.correct, feedback.source)
+        scored = self.feedback.add_truth(feedback.request_id, truth)
+        if scored is not None:
+            self._fold(scored)
 
-    def _count_pair(self, live_label: str, canary_label: str, canary_version: str, ts: float) -> None:
+    def _pick(self, case: SpotcheckCase) -> None:
+        self.outbox.append(case)
+        self.review.push(case)
+
+    def drain_outbox(self) -> list[SpotcheckCase]:
+        """The cases picked since the last call (for the spot-check topic)."""
+        cases, self.outbox = self.outbox, []
+        return cases
+
+    def _fold(self, scored: Scored) -> None:
+        comparison = self.comparisons.get(scored.answers.canary_version)
+        if comparison is not None:
+            comparison.outcomes.add(scored)
+
+    def _count_pair(
+        self, request_id: str, live_label: str, canary_label: str, canary_version: str, ts: float
+    ) -> None:
         comparison = self.comparisons.get(canary_version)
         if comparison is not None:
             key = (live_label, canary_label)
             comparison.confusion[key] = comparison.confusion.get(key, 0) + 1
+        scored = self.feedback.add_answers(request_id, Answers(ts, live_label, canary_label, canary_version))
+        if scored is not None:
+            self._fold(scored)
         window = self.windows.at(ts)
         window.pairs += 1
         if live_label != canary_label:
@@ -243,6 +298,7 @@ class DeploymentState:
     def tick(self) -> None:
         """Expire join entries past their TTL at the current watermark; call once per batch."""
         self.join.expire(self.watermark)
+        self.feedback.expire(self.watermark)
 
     def merge(self, other: DeploymentState) -> DeploymentState:
         """Add another state of the same deployment into this one (e.g. another replica's)."""
@@ -269,6 +325,12 @@ class DeploymentState:
                 mine.merge(comparison)
         self._pick_current()
         self.join.merge(other.join)
+        self.feedback.merge(other.feedback)
+        self.spotcheck_labels += other.spotcheck_labels
+        self.sampler.offered += other.sampler.offered
+        self.sampler.picked += other.sampler.picked
+        for case in other.review.cases.values():
+            self.review.push(case)
         self.windows.merge(other.windows)
         self.watermark = max(self.watermark, other.watermark)
         return self
@@ -286,6 +348,10 @@ class DeploymentState:
             },
             "comparisons": [c.to_dict() for c in self.comparisons.values()],
             "join": self.join.to_dict(),
+            "feedback": self.feedback.to_dict(),
+            "spotcheck_labels": self.spotcheck_labels,
+            "sampler": self.sampler.to_dict(),
+            "review": self.review.to_list(),
             "windows": self.windows.to_dict(),
             "watermark": self.watermark,
         }
@@ -308,6 +374,11 @@ class DeploymentState:
         state.comparisons = {c["canary_version"]: Comparison.from_dict(c) for c in data["comparisons"]}
         state._pick_current()
         state.join = RequestJoin.from_dict(data["join"])
+        state.feedback = FeedbackJoin.from_dict(data["feedback"])
+        state.spotcheck_labels = int(data["spotcheck_labels"])
+        state.sampler.restore(data["sampler"])
+        for case in data["review"]:
+            state.review.push(SpotcheckCase.from_dict(case))
         state.windows = Windows.from_dict(data["windows"])
         state.watermark = float(data["watermark"])
         return state

@@ -25,6 +25,8 @@ class OpenRequest:
     live_label: str | None = None
     canary_label: str | None = None
     canary_version: str | None = None
+    # the first answer's scores, kept so a disagreement can be shown with both models' scores
+    scores: dict[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -79,14 +81,16 @@ class RequestJoin:
         return len(self.open)
 
     # add_live / add_canary are on the hot path: one dict lookup, no allocation for a pair.
-    def add_live(self, request_id: str, label: str, ts: float) -> OpenRequest | None:
+    def add_live(
+        self, request_id: str, label: str, ts: float, scores: dict[str, float] | None = None
+    ) -> OpenRequest | None:
         """Record live's answer; returns the completed request when canary's is already here."""
         entry = self.open.get(request_id)
         if entry is None:
             if request_id in self.paired_ids:
                 self.stats.duplicates += 1
             else:
-                self._insert(request_id, OpenRequest(ts, label, None, None))
+                self._insert(request_id, OpenRequest(ts, label, None, None, scores))
             return None
         if entry.live_label is not None:
             self.stats.duplicates += 1
@@ -95,14 +99,16 @@ class RequestJoin:
         self._pair(request_id, entry)
         return entry
 
-    def add_canary(self, request_id: str, label: str, version: str | None, ts: float) -> OpenRequest | None:
+    def add_canary(
+        self, request_id: str, label: str, version: str | None, ts: float, scores: dict[str, float] | None = None
+    ) -> OpenRequest | None:
         """Record canary's answer; returns the completed request when live's is already here."""
         entry = self.open.get(request_id)
         if entry is None:
             if request_id in self.paired_ids:
                 self.stats.duplicates += 1
             else:
-                self._insert(request_id, OpenRequest(ts, None, label, version))
+                self._insert(request_id, OpenRequest(ts, None, label, version, scores))
             return None
         if entry.canary_label is not None:
             self.stats.duplicates += 1
@@ -150,8 +156,10 @@ class RequestJoin:
         """Add another join's requests and figures (replicas' requests are disjoint when the
         topics are co-partitioned by request id)."""
         for request_id, entry in other.open.items():
-            self.open.setdefault(request_id, OpenRequest(entry.ts, entry.live_label, entry.canary_label,
-                                                         entry.canary_version))
+            self.open.setdefault(
+                request_id,
+                OpenRequest(entry.ts, entry.live_label, entry.canary_label, entry.canary_version, entry.scores),
+            )
         for request_id, ts in other.paired_ids.items():
             self.paired_ids.setdefault(request_id, ts)
         self.stats.merge(other.stats)
@@ -162,7 +170,8 @@ class RequestJoin:
             "max_open": self.max_open,
             "ttl_s": self.ttl_s,
             "open": [
-                [rid, e.ts, e.live_label, e.canary_label, e.canary_version] for rid, e in self.open.items()
+                [rid, e.ts, e.live_label, e.canary_label, e.canary_version, e.scores]
+                for rid, e in self.open.items()
             ],
             "paired_ids": [[rid, ts] for rid, ts in self.paired_ids.items()],
             "stats": self.stats.to_dict(),
@@ -171,8 +180,8 @@ class RequestJoin:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestJoin:
         join = cls(max_open=int(data["max_open"]), ttl_s=float(data["ttl_s"]))
-        for rid, ts, live_label, canary_label, canary_version in data["open"]:
-            join.open[rid] = OpenRequest(ts, live_label, canary_label, canary_version)
+        for rid, ts, live_label, canary_label, canary_version, scores in data["open"]:
+            join.open[rid] = OpenRequest(ts, live_label, canary_label, canary_version, scores)
         join.paired_ids = OrderedDict((rid, float(ts)) for rid, ts in data["paired_ids"])
         join.stats = JoinStats(**data["stats"])
         return join

@@ -19,7 +19,19 @@ times chosen by looking at the data. The same bound holds for ``go`` said of a
 canary that is in fact outside the margin. The margin is what keeps huge traffic
 from failing a canary on a trivial difference: a check never says ``no_go`` for a
 difference inside it (except with probability ``alpha``), however many requests
-it sees.
+it sees. Per check (each bound holds over the whole comparison):
+
+=====================  =====================  =================  ==================
+check                  wrong ``no_go`` <=      wrong ``go`` <=     default boundary
+=====================  =====================  =================  ==================
+PairedDifference       alpha                  alpha              margin 0.01
+UnpairedDifference     alpha                  alpha              margin 0.01
+RateBelow              alpha / 2              alpha / 2          max_rate 0.2
+PairedAccuracy         alpha / 2              alpha / 2          margin 0.02
+=====================  =====================  =================  ==================
+
+(The single-mean checks read their decision off a two-sided 1 - alpha interval,
+as non-inferiority tests conventionally do, so each decision errs at most alpha / 2.)
 
 **Assumptions.** (1) Requests are independent and identically distributed: one
 request does not change how the next is answered, and the traffic mix does not
@@ -63,15 +75,23 @@ the evidence is big (a collapsed canary is caught in tens of events), it is
 closed form (no grid over m, so a whole simulation of many streams is a few
 cumulative sums, :func:`running_sums`), and everything stays additive.
 
-**Multiplicity.** A class-distribution check runs one CS per class at
-alpha / K (Bonferroni), so its intervals hold for all K classes and all times
-together with probability >= 1 - alpha.
+**Several classes.** The class-distribution check is about the largest gap
+between a class's share under canary and under live. It says ``no_go`` when the
+average of the 2K one-sided e-processes "class c is at most margin above / below
+live" reaches 1 / alpha (an average of e-processes is one, and it beats
+Bonferroni whenever two classes move, as they must since shares add up to 1), and
+``go`` when every one of the 2K opposite e-processes does (an intersection-union
+test, which needs no correction). See :class:`PairedDifference`.
 
 **Speed against certainty.** Raise ``margin`` (or ``max_rate``) to decide sooner
 and accept larger differences; lower ``alpha`` for fewer false alarms at the cost
-of roughly log(1/alpha) more samples. A shift of d beyond the margin in a class
-whose paired difference has variance v is decided after about
-2 v (log(2K/alpha) + 2.5) / d^2 paired requests.
+of about log(1/alpha) more in the numerator below. A gap d beyond the margin, in a
+quantity whose per-request variance is v, is decided after roughly
+2 v (log(2K/alpha) + 2) / d^2 requests (K = 1 for rate and accuracy, with alpha / 2
+for alpha): with shadow traffic a class's paired difference has v ~ 0.15 in the
+demo's traffic, so a 5-point shift against a 1-point margin takes about a
+thousand paired requests, a collapse a few dozen. The running time grows as
+1 / d^2: halving the margin's distance to the effect quadruples it.
 
 Everything here is pure: numbers in, numbers out, numpy only, no I/O.
 """
@@ -95,6 +115,7 @@ PRIOR_WEIGHT = 1.0
 """Pseudo-observations at the middle of the range in the running mean used for centring."""
 
 _NEWTON_STEPS = 40
+_BISECTION_STEPS = 40
 
 
 def _psi(fraction: float) -> float:
@@ -128,7 +149,7 @@ class BetGrid:
             raise ValueError(f"bet weights must be positive and sum to 1, got {self.weights}")
 
     @classmethod
-    def geometric(cls, smallest: float = 0.01, largest: float = 0.9, count: int = 12) -> BetGrid:
+    def geometric(cls, smallest: float = 0.02, largest: float = 0.9, count: int = 8) -> BetGrid:
         """Return ``count`` fractions spaced geometrically from ``smallest`` to ``largest``, equally weighted."""
         if count < 1 or not 0 < smallest <= largest < 1:
             raise ValueError("need 0 < smallest <= largest < 1 and count >= 1")
@@ -143,12 +164,16 @@ class BetGrid:
         return cls(fractions=tuple(data["fractions"]), weights=tuple(data["weights"]))
 
 
-DEFAULT_BETS = BetGrid.geometric()
-"""12 bet fractions from 0.01 to 0.9 (ratio 1.5 between neighbours), equally weighted.
+DEFAULT_BETS = BetGrid.geometric(smallest=0.02, largest=0.9, count=8)
+"""8 bet fractions from 0.02 to 0.9 (ratio 1.72 between neighbours), equally weighted.
 
-The range covers a shift of a fraction of a point in a low-variance paired
-difference (u ~ 0.01) up to a canary that answers one class almost always (u ~ 0.7).
-Finer grids gained nothing in the benchmark; coarser ones lost a little on small shifts.
+A bet u pays off on a gap g beyond the null when g > u v / 2 (v: the per-request
+variance), so the smallest bet still detects, eventually, a gap of a tenth of a
+point beyond the margin in a paired class difference (v ~ 0.1); the largest is
+right for a canary that answers one class almost always. In the detection
+benchmark this grid decided a 5-point class shift about 4% sooner than 12 bets
+from 0.01 and 5% later than 6 bets from 0.05 (which gives up on gaps under about
+a quarter of a point), and was as fast on a collapse.
 """
 
 
@@ -256,17 +281,21 @@ def running_sums(values: npt.ArrayLike, lo: float, hi: float, start: MeanSums | 
     )
 
 
+def _drift_and_var(sums: MeanSums, null: npt.ArrayLike, side: Side) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per unit bet: the gain against ``null``, the variance penalty, and the gain's slope in the null."""
+    m = np.asarray(null, dtype=np.float64)
+    if side == "above":
+        return sums.up_signal - m * sums.up_scale, sums.up_var, sums.up_scale
+    return sums.down_signal + m * sums.down_scale, sums.down_var, sums.down_scale
+
+
 def _exponents(sums: MeanSums, null: npt.ArrayLike, side: Side, bets: BetGrid) -> tuple[FloatArray, FloatArray]:
     """Log-capital of each bet (last axis) and the e-process's slope factor in the null value."""
+    drift, var, scale = _drift_and_var(sums, null, side)
     fractions = np.asarray(bets.fractions)
     psis = np.asarray([_psi(u) for u in bets.fractions])
-    m = np.asarray(null, dtype=np.float64)[..., None]
-    if side == "above":
-        drift, var, scale = sums.up_signal[..., None] - m * sums.up_scale[..., None], sums.up_var, sums.up_scale
-    else:
-        drift, var, scale = sums.down_signal[..., None] + m * sums.down_scale[..., None], sums.down_var, sums.down_scale
-    exponents = np.log(np.asarray(bets.weights)) + fractions * drift - psis * var[..., None]
-    return exponents, np.asarray(scale, dtype=np.float64)
+    exponents = np.log(np.asarray(bets.weights)) + fractions * drift[..., None] - psis * var[..., None]
+    return exponents, np.broadcast_to(scale, drift.shape)
 
 
 def _logsumexp(exponents: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -287,42 +316,28 @@ def log_e_value(sums: MeanSums, null: npt.ArrayLike, side: Side, bets: BetGrid =
 
     This loop over the bets is the hot path of a simulation: one exp per bet.
     """
-    fractions = bets.fractions
-    m = np.asarray(null, dtype=np.float64)
-    if side == "above":
-        drift = sums.up_signal - m * sums.up_scale
-        var = sums.up_var
-    else:
-        drift = sums.down_signal + m * sums.down_scale
-        var = sums.down_var
+    drift, var, _ = _drift_and_var(sums, null, side)
     result: FloatArray = np.full(np.broadcast(drift, var).shape, -np.inf)
-    for fraction, weight in zip(fractions, bets.weights, strict=True):
+    for fraction, weight in zip(bets.fractions, bets.weights, strict=True):
         result = np.logaddexp(result, math.log(weight) + fraction * drift - _psi(fraction) * var)
     return result
 
 
-def _exceeds(sums: MeanSums, null: float, side: Side, bets: BetGrid, threshold: float) -> BoolArray:
-    """Whether the e-process against ``null`` has reached exp(threshold): the decision rule.
+def _relative_e_value(sums: MeanSums, null: npt.ArrayLike, side: Side, bets: BetGrid, threshold: float) -> FloatArray:
+    """The e-process against ``null`` divided by exp(threshold): the decision rule compares it with 1.
 
-    The same comparison as ``log_e_value(...) >= threshold``, computed as a plain sum
-    of exponentials (about twice as fast in simulations of many streams). A term
-    too large for a float already settles the answer, so exponents are capped
-    instead of overflowing. Every decision here, one-by-one or batch, goes through
-    this function, so both give the same answers.
+    Computed as a plain sum of exponentials (about twice as fast as ``log_e_value``
+    in simulations of many streams). A term too large for a float already settles
+    any comparison with 1, so exponents are capped instead of overflowing. Every
+    decision here, one-by-one or batch, goes through this function, so both give
+    the same answers.
     """
-    m = float(null)
-    if side == "above":
-        drift = sums.up_signal - m * sums.up_scale
-        var = sums.up_var
-    else:
-        drift = sums.down_signal + m * sums.down_scale
-        var = sums.down_var
+    drift, var, _ = _drift_and_var(sums, null, side)
     total: FloatArray = np.zeros(np.broadcast(drift, var).shape)
     for fraction, weight in zip(bets.fractions, bets.weights, strict=True):
         exponent = math.log(weight) - threshold + fraction * drift - _psi(fraction) * var
-        total += np.exp(np.minimum(exponent, 700.0))
-    reached: BoolArray = total >= 1.0
-    return reached
+        total += np.exp(np.minimum(exponent, 600.0))
+    return total
 
 
 def _bound(sums: MeanSums, threshold: float, lo: float, hi: float, side: Side, bets: BetGrid) -> FloatArray:
@@ -432,7 +447,7 @@ class BoundedMeanCS:
     >>> cs.update_many([1, 0, 0, 0] * 100).n
     400
     >>> cs.mean, round(cs.lower, 3), round(cs.upper, 3)
-    (0.25, 0.178, 0.332)
+    (0.25, 0.18, 0.328)
     >>> cs.e_value_above(0.1) > 20  # strong evidence the mean exceeds 0.1
     True
     """
@@ -471,9 +486,9 @@ class BoundedMeanCS:
         The merged e-process multiplies both replicas' factors, each of which has
         conditional mean <= 1 given everything seen before it on either replica, so
         it is again a test supermartingale and the merged CS keeps its guarantee.
-        Counts and means merge exactly; the variance sums differ from a single
-        stream fed both in order only through each replica centring on its own
-        running mean.
+        Counts and means merge exactly; the other sums differ from those of one
+        stream fed both in order, since each replica centres and scales its bets
+        on its own running mean.
         """
         if (self.alpha, self.bets) != (other.alpha, other.bets):
             raise ValueError("can only merge confidence sequences with the same alpha and bets")
@@ -576,25 +591,38 @@ class PairedDifference:
 
     For class c and a request answered by both models, X = 1[canary says c] -
     1[live says c] lies in [-1, 1] and has mean delta_c = P(canary says c) -
-    P(live says c). Each class keeps a confidence sequence for delta_c at alpha / K,
-    so all K hold together with probability >= 1 - alpha. The decision:
+    P(live says c). The check is about the largest gap D = max_c |delta_c| (the
+    L-infinity distance between the two class distributions) against ``margin``:
 
-    - ``no_go`` when some class's interval lies entirely outside [-margin, margin];
-    - ``go`` when every class's interval lies inside it;
+    - ``no_go`` when the evidence shows D > margin: the *average* of the 2K
+      one-sided e-processes "delta_c <= margin" and "delta_c >= -margin" reaches
+      1 / alpha. Under D <= margin every one of them is a test supermartingale, so
+      their average is one too and errs with probability <= alpha. This dominates
+      Bonferroni (the average is at least the largest one over 2K) and is quicker
+      when several classes move at once, as they must: shares add up to 1.
+    - ``go`` when the evidence shows D < margin: *every* one of the 2K one-sided
+      e-processes "delta_c >= margin" and "delta_c <= -margin" reaches 1 / alpha
+      (an intersection-union test: if D >= margin, the class at the gap is a true
+      null and alone bounds the error by alpha; no multiplicity correction).
     - ``undecided`` otherwise.
+
+    ``distance_bounds`` are the always-valid bounds on D obtained by inverting the
+    same two tests, so the decision is exactly "lower bound above the margin" or
+    "upper bound below it". ``intervals`` gives each class's own always-valid
+    interval (Bonferroni, alpha / K per class) for the detail view.
 
     Default margin 0.01: the canary may give any class up to 1 point more or less of
     the traffic than live does. A smaller margin blocks smaller shifts but takes
-    longer to say go; it is never 0 in practice, since at 0 huge traffic blocks any
-    retrain, however harmless.
+    longer to say go; it should not be 0, since then huge traffic blocks any
+    retrain, however harmless the difference.
 
     >>> check = PairedDifference(["invoice", "contract", "other"], margin=0.05)
     >>> _ = check.update_many(["invoice"] * 60, ["invoice", "contract", "other"] * 20)
     >>> check.decision
     'no_go'
     >>> print(check.explain())
-    canary answers invoice 67 points more often than live (95% always-valid interval 46 to 100 points); \
-the allowed margin is 5 points: no-go.
+    canary answers invoice 67 points more often than live; the largest class gap is at least 27 points \
+(95% always-valid bound), beyond the margin of 5: no-go.
     """
 
     def __init__(
@@ -611,11 +639,6 @@ the allowed margin is 5 points: no-go.
         self.alpha = float(alpha)
         self.bets = bets
         self._state = _MeanState(-1.0, 1.0, (len(self.classes),))
-
-    @property
-    def class_alpha(self) -> float:
-        """The error rate of each class's interval: alpha / K."""
-        return self.alpha / len(self.classes)
 
     def update(self, canary: str | int, live: str | int) -> Self:
         """Add one request answered by both models (class names or indices)."""
@@ -643,6 +666,7 @@ the allowed margin is 5 points: no-go.
 
     @property
     def sums(self) -> MeanSums:
+        """The state: eight sums per class (arrays of shape (K,))."""
         return self._state.sums
 
     @property
@@ -652,18 +676,20 @@ the allowed margin is 5 points: no-go.
 
     @property
     def intervals(self) -> dict[str, tuple[float, float]]:
-        """The (1 - alpha / K) confidence sequence of each class's share difference."""
-        lower, upper = cs_bounds(self.sums, self.class_alpha, -1.0, 1.0, self.bets)
+        """Each class's always-valid interval for its share difference; all K hold together at 1 - alpha."""
+        lower, upper = cs_bounds(self.sums, self.alpha / len(self.classes), -1.0, 1.0, self.bets)
         return {name: (float(lo), float(hi)) for name, lo, hi in zip(self.classes, lower, upper, strict=True)}
 
-    def _log_e(self) -> dict[str, FloatArray]:
-        sums, margin = self.sums, self.margin
-        return {
-            "above_margin": log_e_value(sums, margin, "above", self.bets),
-            "below_minus_margin": log_e_value(sums, -margin, "below", self.bets),
-            "below_margin": log_e_value(sums, margin, "below", self.bets),
-            "above_minus_margin": log_e_value(sums, -margin, "above", self.bets),
-        }
+    @property
+    def distance(self) -> float:
+        """The observed largest class gap max_c |canary share - live share|."""
+        return float(np.max(np.abs(self._state.mean())))
+
+    @property
+    def distance_bounds(self) -> tuple[float, float]:
+        """Always-valid (lower, upper) bounds on the largest class gap D, each wrong with probability <= alpha."""
+        lower, upper = _distance_bounds(self.sums, self.alpha, self.bets, class_axis=-1)
+        return float(lower), float(upper)
 
     @property
     def decision(self) -> Decision:
@@ -672,25 +698,22 @@ the allowed margin is 5 points: no-go.
     def evidence(self) -> dict[str, Any]:
         """The numbers behind the decision, for the verdict object.
 
-        ``e_value_no_go`` is the evidence that some class is outside the margin and
-        ``e_value_go`` that all are inside (each Bonferroni-adjusted, so the decision
-        is taken when it reaches 1 / alpha); ``p_value_*`` are the matching
-        always-valid p-values.
+        ``estimate``, ``cs_lower`` and ``cs_upper`` are about the largest class gap D;
+        ``e_value_no_go`` is the evidence that D exceeds the margin and
+        ``e_value_go`` that it is below it (a decision is taken when one reaches
+        1 / alpha); ``p_value_*`` are the matching always-valid p-values, 1 / e.
+        ``classes`` has each class's estimate and interval.
         """
-        log_e = self._log_e()
-        k = len(self.classes)
-        no_go_log = float(np.max(np.maximum(log_e["above_margin"], log_e["below_minus_margin"])))
-        go_log = float(np.min(np.minimum(log_e["below_margin"], log_e["above_minus_margin"])))
-        intervals = self.intervals
-        focus = self._focus_class(log_e)
-        estimates = self.estimates
+        outside, inside = _margin_e_values(self.sums, self.margin, self.bets, class_axis=-1)
+        lower, upper = self.distance_bounds
+        estimates, intervals = self.estimates, self.intervals
         return {
             "check": "class_distribution",
             "decision": self.decision,
-            "estimate": estimates[focus],
-            "cs_lower": intervals[focus][0],
-            "cs_upper": intervals[focus][1],
-            "focus_class": focus,
+            "estimate": self.distance,
+            "cs_lower": lower,
+            "cs_upper": upper,
+            "focus_class": self._focus_class(),
             "classes": {
                 name: {"estimate": estimates[name], "cs_lower": intervals[name][0], "cs_upper": intervals[name][1]}
                 for name in self.classes
@@ -698,33 +721,40 @@ the allowed margin is 5 points: no-go.
             "margin": self.margin,
             "alpha": self.alpha,
             "n": self.n,
-            "e_value_no_go": _e_value(no_go_log - math.log(2 * k)),
-            "p_value_no_go": _p_value(no_go_log, 2 * k),
-            "e_value_go": _e_value(go_log - math.log(2 * k)),
-            "p_value_go": _p_value(go_log, 2 * k),
+            "e_value_no_go": _e_value(float(outside)),
+            "p_value_no_go": _p_value(float(outside)),
+            "e_value_go": _e_value(float(inside)),
+            "p_value_go": _p_value(float(inside)),
         }
 
-    def _focus_class(self, log_e: Mapping[str, FloatArray]) -> str:
-        """The class the explanation is about: the most decisively outside one, else the largest gap."""
-        outside = np.maximum(log_e["above_margin"], log_e["below_minus_margin"])
-        if self.decision == "no_go":
-            return self.classes[int(np.argmax(outside))]
-        gaps = np.abs(self._state.mean())
-        return self.classes[int(np.argmax(gaps))]
+    def _focus_class(self) -> str:
+        """The class the explanation names: the one with the largest observed gap."""
+        return self.classes[int(np.argmax(np.abs(self._state.mean())))]
 
     def explain(self) -> str:
         """One sentence a release manager understands."""
-        facts = self.evidence()
-        return _explain_shares(
-            focus=facts["focus_class"],
-            estimate=facts["estimate"],
-            lower=facts["cs_lower"],
-            upper=facts["cs_upper"],
-            margin=self.margin,
-            alpha=self.alpha,
-            decision=facts["decision"],
-            n=self.n,
-            requests="paired requests",
+        margin = f"the allowed margin is {_points(self.margin)} points"
+        if self.n == 0:
+            return f"no paired requests yet, so nothing is decided; {margin}."
+        focus = self._focus_class()
+        gap = self.estimates[focus]
+        seen = f"canary answers {focus} {_points(abs(gap))} points {'more' if gap >= 0 else 'less'} often than live"
+        lower, upper = self.distance_bounds
+        level = _level(self.alpha)
+        decision = self.decision
+        if decision == "no_go":
+            return (
+                f"{seen}; the largest class gap is at least {_points(lower)} points ({level} always-valid bound), "
+                f"beyond the margin of {_points(self.margin)}: no-go."
+            )
+        if decision == "go":
+            return (
+                f"every class is within the {_points(self.margin)}-point margin: the largest class gap is at most "
+                f"{_points(upper)} points ({level} always-valid bound; {seen}): go."
+            )
+        return (
+            f"not decided after {self.n:,} paired requests: {seen}; the largest class gap is between "
+            f"{_points(lower)} and {_points(upper)} points ({level} always-valid), {margin}."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -757,8 +787,8 @@ the allowed margin is 5 points: no-go.
         """Decisions after every request of many simulated streams at once.
 
         ``canary`` and ``live`` are integer class indices of shape streams x time;
-        entry ``[s, t]`` of the result is what this check would decide after the
-        first t + 1 requests of stream s (the same numbers as one-by-one updates).
+        entry ``[s, t]`` of the result is what this check decides after the first
+        t + 1 requests of stream s: the same answers as one-by-one updates.
         """
         _check_margin(margin)
         _check_alpha(alpha)
@@ -769,13 +799,66 @@ the allowed margin is 5 points: no-go.
         return _paired_class_paths(sums, margin, alpha, bets, class_axis=-2)
 
 
-def _paired_class_paths(sums: MeanSums, margin: float, alpha: float, bets: BetGrid, class_axis: int) -> DecisionPaths:
-    """no_go / go from the per-class e-processes at +-margin, Bonferroni over the 2K one-sided tests."""
-    threshold = math.log(2 * sums.n.shape[class_axis] / alpha)
-    outside = _exceeds(sums, margin, "above", bets, threshold) | _exceeds(sums, -margin, "below", bets, threshold)
-    inside = _exceeds(sums, margin, "below", bets, threshold) & _exceeds(sums, -margin, "above", bets, threshold)
-    no_go = np.any(outside, axis=class_axis)
-    return DecisionPaths(no_go=no_go, go=np.all(inside, axis=class_axis) & ~no_go)
+def _per_class(margin: npt.ArrayLike, class_axis: int) -> FloatArray:
+    """A margin (one, or one per stream and time) shaped to broadcast against per-class sums."""
+    m = np.asarray(margin, dtype=np.float64)
+    return np.expand_dims(m, class_axis) if m.ndim else m
+
+
+def _margin_e_values(
+    sums: MeanSums, margin: npt.ArrayLike, bets: BetGrid, class_axis: int
+) -> tuple[FloatArray, FloatArray]:
+    """log e-values of "some class is beyond +-margin" (average) and "all are within" (minimum)."""
+    m = _per_class(margin, class_axis)
+    k = sums.n.shape[class_axis]
+    outside = np.logaddexp(log_e_value(sums, m, "above", bets), log_e_value(sums, -m, "below", bets))
+    inside = np.minimum(log_e_value(sums, m, "below", bets), log_e_value(sums, -m, "above", bets))
+    average: FloatArray = np.logaddexp.reduce(outside, axis=class_axis) - math.log(2 * k)
+    least: FloatArray = np.min(inside, axis=class_axis)
+    return average, least
+
+
+def _paired_class_paths(
+    sums: MeanSums, margin: npt.ArrayLike, alpha: float, bets: BetGrid, class_axis: int
+) -> DecisionPaths:
+    """no_go: the average of the 2K outside e-processes reaches 1/alpha; go: each inside one does."""
+    m = _per_class(margin, class_axis)
+    k = sums.n.shape[class_axis]
+    threshold = math.log(1 / alpha)
+    outside = _relative_e_value(sums, m, "above", bets, threshold)
+    outside += _relative_e_value(sums, -m, "below", bets, threshold)
+    no_go = np.sum(outside, axis=class_axis) >= 2 * k
+    inside = np.minimum(
+        _relative_e_value(sums, m, "below", bets, threshold), _relative_e_value(sums, -m, "above", bets, threshold)
+    )
+    go = np.min(inside, axis=class_axis) >= 1.0
+    return DecisionPaths(no_go=no_go, go=go & ~no_go)
+
+
+def _distance_bounds(sums: MeanSums, alpha: float, bets: BetGrid, class_axis: int) -> tuple[FloatArray, FloatArray]:
+    """Always-valid bounds on D = max_c |delta_c| by inverting the no_go and go tests over the margin.
+
+    The no_go test at margin d is decreasing in d and the go test increasing, so the
+    bounds are where each stops (or starts) rejecting; found by bisection, keeping
+    the rejected side so that the bounds are never narrower than the exact ones.
+    """
+    shape = np.sum(sums.n, axis=class_axis).shape
+    # Brackets: the no_go test rejects at lower_rejected (checked at 0 below) and not at
+    # lower_free; the go test holds at upper_rejected (1 means "nowhere": D <= 1 anyway).
+    lower_rejected, lower_free = np.zeros(shape), np.ones(shape)
+    upper_rejected, upper_free = np.ones(shape), np.zeros(shape)
+    for _ in range(_BISECTION_STEPS):
+        middle = (lower_rejected + lower_free) / 2
+        paths = _paired_class_paths(sums, middle, alpha, bets, class_axis)
+        lower_rejected = np.where(paths.no_go, middle, lower_rejected)
+        lower_free = np.where(paths.no_go, lower_free, middle)
+        middle = (upper_rejected + upper_free) / 2
+        go = _paired_class_paths(sums, middle, alpha, bets, class_axis).go
+        upper_rejected = np.where(go, middle, upper_rejected)
+        upper_free = np.where(go, upper_free, middle)
+    zero = _paired_class_paths(sums, np.zeros(shape), alpha, bets, class_axis).no_go
+    lower: FloatArray = np.where(zero, lower_rejected, 0.0)
+    return lower, upper_rejected
 
 
 def _as_decision(paths: DecisionPaths) -> Decision:
@@ -818,14 +901,19 @@ class UnpairedDifference:
     Each class keeps two one-sample confidence sequences for the class's share,
     canary's and live's, each at alpha / (2K); their difference interval is
     [canary lower - live upper, canary upper - live lower], and all K hold together
-    with probability >= 1 - alpha. Decisions as in :class:`PairedDifference`.
-    Without pairing, a difference carries the variance of both samples, so this
-    decides later than the paired check on the same traffic; prefer shadow traffic.
+    with probability >= 1 - alpha (Bonferroni). ``no_go`` when some class's
+    interval lies entirely outside [-margin, margin], ``go`` when every one lies
+    inside. Without pairing, a difference carries the variance of both samples, so
+    this decides later than the paired check on the same traffic: prefer shadow
+    traffic when there is a choice.
 
     >>> check = UnpairedDifference(["invoice", "contract"], margin=0.05)
-    >>> _ = check.update_many(canary=["invoice"] * 90 + ["contract"] * 10, live=["invoice", "contract"] * 50)
+    >>> _ = check.update_many(canary=(["invoice"] * 9 + ["contract"]) * 20, live=["invoice", "contract"] * 100)
     >>> check.decision
     'no_go'
+    >>> print(check.explain())
+    canary answers invoice 40 points more often than live (95% always-valid interval 16 to 62 points); \
+the allowed margin is 5 points: no-go.
     """
 
     def __init__(
@@ -1068,7 +1156,7 @@ class RateBelow(_OneMeanCheck):
     >>> check.decision
     'go'
     >>> print(check.explain())
-    canary and live disagree on 10.0% of requests (95% always-valid interval 6.2% to 15.2%); \
+    canary and live disagree on 10.0% of requests (95% always-valid interval 4.2% to 17.7%); \
 the allowed maximum is 20%: go.
     """
 
@@ -1158,7 +1246,7 @@ class PairedAccuracy(_OneMeanCheck):
     'no_go'
     >>> print(check.explain())
     canary is 50 points less accurate than live on 400 labelled requests \
-(95% always-valid interval -58 to -42 points); the allowed margin is 2 points: no-go.
+(95% always-valid interval -58 to -40 points); the allowed margin is 2 points: no-go.
     """
 
     kind = "accuracy"
@@ -1209,9 +1297,10 @@ class PairedAccuracy(_OneMeanCheck):
             return f"no labelled requests yet, so nothing is decided; {limit}."
         estimate = facts["estimate"]
         direction = "less" if estimate < 0 else "more"
+        where = "" if facts["decision"] == "undecided" else f" on {self.n:,} labelled requests"
         gap = (
-            f"canary is {_points(abs(estimate))} points {direction} accurate than live on {self.n:,} labelled "
-            f"requests ({_level(self.alpha)} always-valid interval {_points(facts['cs_lower'])} to "
+            f"canary is {_points(abs(estimate))} points {direction} accurate than live{where} "
+            f"({_level(self.alpha)} always-valid interval {_points(facts['cs_lower'])} to "
             f"{_points(facts['cs_upper'])} points)"
         )
         return _with_decision(gap, limit, facts["decision"], self.n, "labelled requests")
@@ -1243,8 +1332,8 @@ def _one_boundary_paths(
     """no_go / go of a check on one mean with one boundary, each side of the (1 - alpha) CS at alpha / 2."""
     threshold = math.log(2 / alpha)
     go_side: Side = "below" if no_go_side == "above" else "above"
-    no_go = _exceeds(sums, boundary, no_go_side, bets, threshold)
-    go = _exceeds(sums, boundary, go_side, bets, threshold)
+    no_go = _relative_e_value(sums, boundary, no_go_side, bets, threshold) >= 1.0
+    go = _relative_e_value(sums, boundary, go_side, bets, threshold) >= 1.0
     return DecisionPaths(no_go=no_go, go=go & ~no_go)
 
 
@@ -1267,6 +1356,7 @@ __all__ = [
     "PairedAccuracy",
     "PairedDifference",
     "RateBelow",
+    "Side",
     "UnpairedDifference",
     "cs_bounds",
     "log_e_value",

@@ -1,0 +1,289 @@
+"""Checkpoints: the whole ingest as one versioned snapshot, and the stores that keep it.
+
+Counts survive a crash exactly because of one rule: a snapshot holds every deployment's
+state *and* the positions (next offset to read, per partition) of the same instant, in
+one blob written in one transaction. On start the sidecar restores the states and seeks
+its consumer to those positions, so whatever was read after the last checkpoint is read
+again and counted once. Kafka's committed offsets are secondary: they serve tools that
+watch consumer lag, and a start without a checkpoint.
+
+Two halves:
+
+- a pure codec, :func:`encode` (ingest -> bytes) and :func:`decode` (bytes + the current
+  settings -> states, positions and ingest figures), on orjson with a format number;
+  an unknown format is refused with :class:`CheckpointError`;
+- stores behind the two-method :class:`CheckpointStore` protocol (``save(snapshot)``,
+  ``load()``). :class:`SqliteCheckpointStore` keeps one SQLite file in ``state.dir``.
+  A compacted Kafka topic fits the same protocol for pods without a volume: ``save``
+  produces the snapshot keyed by the consumer group (in chunks under the broker's message
+  size limit, the last chunk naming the count) and flushes; ``load`` reads the topic to
+  its end and returns the newest complete snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from monitor.config import Settings
+from monitor.errors import DriftgateError
+from monitor.ingest import UNROUTED, Ingest, new_state
+from monitor.state.deployment import DeploymentState
+
+log = logging.getLogger(__name__)
+
+# The layout of a snapshot. Bump it when the layout changes in a way older code cannot read,
+# and teach decode() to read (or refuse with a reason) every number it has ever written.
+FORMAT = 1
+FILE_NAME = "checkpoint.sqlite"
+
+Positions = dict[tuple[str, int], int]
+
+
+class CheckpointError(DriftgateError):
+    """A checkpoint cannot be written, read or understood; the message says which and why."""
+
+
+class CheckpointStore(Protocol):
+    """Where snapshots are kept: ``save`` replaces the last one atomically, ``load`` returns it (or None)."""
+
+    def save(self, snapshot: bytes) -> None: ...
+    def load(self) -> bytes | None: ...
+
+
+class Restored(NamedTuple):
+    """What :func:`decode` gives back: the states of the configured deployments, positions, ingest figures."""
+
+    states: dict[str, DeploymentState]
+    positions: Positions
+    figures: dict[str, Any]
+
+
+# -- the codec -------------------------------------------------------------------------------
+
+
+def encode(ingest: Ingest, written_at: float | None = None) -> bytes:
+    """Return one snapshot of the ingest: every deployment's state, the positions and the figures.
+
+    The caller holds whatever lock keeps the ingest still, so that the states and the
+    positions are of the same instant.
+    """
+    return orjson.dumps(
+        {
+            "format": FORMAT,
+            "written_at": time.time() if written_at is None else written_at,
+            "figures": ingest.figures_to_dict(),
+            "deployments": {name: state.to_dict() for name, state in ingest.states.items()},
+        }
+    )
+
+
+def decode(snapshot: bytes, settings: Settings) -> Restored:
+    """Return the states, positions and figures of a snapshot, fitted to the current settings.
+
+    A deployment in the snapshot that is no longer configured is left out (with a warning),
+    and so are its dead letters and its share of ``consumed``; a newly configured one starts
+    empty; positions of topics no longer read are dropped.
+    """
+    data = _load_document(snapshot)
+    saved = data["deployments"]
+    if not isinstance(saved, dict):
+        raise CheckpointError("the checkpoint has no deployments mapping")
+    states: dict[str, DeploymentState] = {}
+    for deployment in settings.deployments:
+        if deployment.name in saved:
+            states[deployment.name] = _state_from_dict(deployment.name, saved[deployment.name])
+        else:
+            log.info("deployment not in the checkpoint: it starts empty", extra={"deployment": deployment.name})
+            states[deployment.name] = new_state(deployment)
+    dropped = sorted(name for name in saved if name not in states)
+    figures = _figures(data)
+    if dropped:
+        log.warning(
+            "the checkpoint holds deployments that are no longer configured: their state is ignored",
+            extra={"deployments": dropped},
+        )
+        # Keep consumed = processed + dead-lettered true for what is restored.
+        for name in dropped:
+            figures["consumed"] -= sum(_state_from_dict(name, saved[name]).events.values())
+    kept_dead = []
+    for deployment_name, reason, n in figures["dead_letters"]:
+        if deployment_name in states or deployment_name == UNROUTED:
+            kept_dead.append([deployment_name, reason, n])
+        else:
+            figures["consumed"] -= n
+    figures["dead_letters"] = kept_dead
+    topics = _input_topics(settings)
+    figures["positions"] = [[t, p, o] for t, p, o in figures["positions"] if t in topics]
+    positions = {(t, p): o for t, p, o in figures["positions"]}
+    return Restored(states, positions, figures)
+
+
+def restore_ingest(snapshot: bytes, settings: Settings) -> Ingest:
+    """An Ingest for ``settings`` that carries on from a snapshot."""
+    restored = decode(snapshot, settings)
+    ingest = Ingest(settings, restored.states)
+    ingest.load_figures(restored.figures)
+    return ingest
+
+
+def _load_document(snapshot: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(snapshot)
+    except orjson.JSONDecodeError as error:
+        raise CheckpointError(f"the checkpoint is not valid JSON ({error}); it may be damaged") from None
+    if not isinstance(data, dict) or "format" not in data:
+        raise CheckpointError("the checkpoint is not a driftgate snapshot (it has no format number)")
+    version = data["format"]
+    if version != FORMAT:
+        raise CheckpointError(
+            f"the checkpoint has format {version!r}, which this version of driftgate cannot read "
+            f"(it reads format {FORMAT}); run the version that wrote it, or move the checkpoint "
+            "away to start from empty state"
+        )
+    if "deployments" not in data or "figures" not in data:
+        raise CheckpointError("the checkpoint lacks its deployments or figures")
+    return data
+
+
+def _state_from_dict(name: str, data: Any) -> DeploymentState:
+    try:
+        return DeploymentState.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"the checkpoint's state of deployment {name!r} cannot be read: {error!r}") from None
+
+
+def _figures(data: dict[str, Any]) -> dict[str, Any]:
+    figures = data["figures"]
+    try:
+        return {
+            "positions": [[str(t), int(p), int(o)] for t, p, o in figures["positions"]],
+            "dead_letters": [[str(d), str(r), int(n)] for d, r, n in figures["dead_letters"]],
+            "consumed": int(figures["consumed"]),
+        }
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint's ingest figures cannot be read: {error!r}") from None
+
+
+def _input_topics(settings: Settings) -> set[str]:
+    return {getattr(d.topics, role) for d in settings.deployments for role in ("live", "canary", "feedback")}
+
+
+# -- stores ------------------------------------------------------------------------------------
+
+
+class SqliteCheckpointStore:
+    """Snapshots in one SQLite file (``checkpoint.sqlite`` in ``directory``), one row per ``name``.
+
+    ``name`` is the consumer group: the checkpoint belongs to the same identity as the
+    offsets Kafka keeps, so sidecars of different groups may share a directory (replicas
+    of one group, each reading its own partitions, each need a directory of their own).
+
+    A save inserts the new snapshot and deletes the older ones in one transaction, so the
+    file always holds one complete snapshot: the new one once the commit is durable, the
+    previous one if the process dies at any moment before. WAL journal, synchronous=FULL.
+    Each row carries a SHA-256 of its bytes, checked on load.
+    """
+
+    def __init__(self, directory: str | Path, name: str = "driftgate", timeout_s: float = 30.0) -> None:
+        self.path = Path(directory) / FILE_NAME
+        self.name = name
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Transactions are begun and ended explicitly (isolation_level=None); the store is
+            # used from the consumer thread and, at shutdown, from the main thread (hence the lock).
+            self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS snapshots ("
+                " name TEXT NOT NULL, seq INTEGER NOT NULL, saved_at REAL NOT NULL,"
+                " sha256 TEXT NOT NULL, snapshot BLOB NOT NULL, PRIMARY KEY (name, seq))"
+            )
+        except (OSError, sqlite3.Error) as error:
+            raise CheckpointError(f"cannot open the checkpoint file {self.path}: {error}") from None
+
+    def save(self, snapshot: bytes) -> None:
+        """Replace the stored snapshot with this one, atomically."""
+        digest = hashlib.sha256(snapshot).hexdigest()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    seq = self._insert(snapshot, digest)
+                    self._delete_older(seq)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                raise CheckpointError(f"cannot write the checkpoint to {self.path}: {error}") from None
+
+    def load(self) -> bytes | None:
+        """The stored snapshot, or None when there is none yet; CheckpointError if it is damaged."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT snapshot, sha256 FROM snapshots WHERE name = ? ORDER BY seq DESC LIMIT 1", (self.name,)
+                ).fetchone()
+            except sqlite3.Error as error:
+                raise CheckpointError(f"cannot read the checkpoint from {self.path}: {error}") from None
+        if row is None:
+            return None
+        snapshot, digest = bytes(row[0]), row[1]
+        if hashlib.sha256(snapshot).hexdigest() != digest:
+            raise CheckpointError(f"the checkpoint in {self.path} is damaged (its checksum does not match)")
+        return snapshot
+
+    def size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # The two writes of a save; separate methods so a test can fail between them.
+    def _insert(self, snapshot: bytes, digest: str) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM snapshots WHERE name = ?", (self.name,))
+        seq: int = row.fetchone()[0]
+        self._db.execute(
+            "INSERT INTO snapshots (name, seq, saved_at, sha256, snapshot) VALUES (?, ?, ?, ?, ?)",
+            (self.name, seq, time.time(), digest, snapshot),
+        )
+        return seq
+
+    def _delete_older(self, seq: int) -> None:
+        self._db.execute("DELETE FROM snapshots WHERE name = ? AND seq < ?", (self.name, seq))
+
+
+class MemoryCheckpointStore:
+    """Keeps the last snapshot in memory: for tests and benchmarks."""
+
+    def __init__(self, snapshot: bytes | None = None) -> None:
+        self.snapshot = snapshot
+        self.saves = 0
+
+    def save(self, snapshot: bytes) -> None:
+        self.snapshot = snapshot
+        self.saves += 1
+
+    def load(self) -> bytes | None:
+        return self.snapshot
+
+
+def open_store(settings: Settings) -> CheckpointStore | None:
+    """The store the settings ask for (None when checkpoints are off)."""
+    if not settings.state.enabled:
+        return None
+    return SqliteCheckpointStore(settings.state.dir, name=settings.kafka.group_id)
+

@@ -1,0 +1,57 @@
+"""Proportions from labelled outcomes: Wilson intervals and McNemar's exact paired test."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import binomtest, norm
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion; (0, 1) when there is no data.
+
+    >>> lo, hi = wilson_interval(45, 50)
+    >>> round(lo, 3), round(hi, 3)
+    (0.786, 0.957)
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes {successes} must be within 0..{n}")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Discordant pairs and exact p-values: ``b`` canary right and live wrong, ``c`` the reverse."""
+
+    b: int
+    c: int
+    p_two_sided: float
+    p_canary_worse: float
+
+
+def mcnemar_exact(b: int, c: int) -> McNemarResult:
+    """McNemar's exact test: under no difference, b ~ Binomial(b + c, 1/2).
+
+    ``p_canary_worse`` is the one-sided p-value for the alternative that the canary is
+    right less often than live (few b, many c).
+
+    >>> result = mcnemar_exact(2, 12)
+    >>> round(result.p_two_sided, 4), round(result.p_canary_worse, 4)
+    (0.0129, 0.0065)
+    """
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be non-negative")
+    n = b + c
+    if n == 0:
+        return McNemarResult(b, c, 1.0, 1.0)
+    two_sided = float(binomtest(b, n, 0.5, alternative="two-sided").pvalue)
+    worse = float(binomtest(b, n, 0.5, alternative="less").pvalue)
+    return McNemarResult(b, c, two_sided, worse)
