@@ -13,6 +13,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from monitor.errors import UnknownDeploymentError
 from monitor.metrics import SidecarCollector
+from monitor.ui import UI_PATH, mount_ui, token_in_query, unauthorized_page
 from monitor.verdict import Verdict
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -76,8 +77,14 @@ class BearerToken(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.url.path not in OPEN_PATHS:
             given = request.headers.get("authorization", "").encode()
+            # A browser cannot send a header when it opens a page: /ui alone also takes ?token=.
+            in_query = token_in_query(request)
             # Constant-time comparison, so the token cannot be guessed byte by byte.
-            if not hmac.compare_digest(given, self.expected):
+            if not hmac.compare_digest(given, self.expected) and not (
+                in_query is not None and hmac.compare_digest(f"Bearer {in_query}".encode(), self.expected)
+            ):
+                if request.url.path == UI_PATH:
+                    return unauthorized_page()
                 return JSONResponse(
                     {"detail": "missing or wrong bearer token"},
                     status_code=401,
@@ -175,6 +182,8 @@ def create_app(
                 status_code=404,
             )
         return flagger_answer(body, hook)
+
+    mount_ui(app, sidecar, deployments)
 
     @app.get("/healthz", summary="200 while the process lives")
     def healthz() -> dict[str, str]:

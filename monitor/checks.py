@@ -18,6 +18,7 @@ from monitor.config import (
     DivergenceCheckSettings,
     ReferenceCheckSettings,
 )
+from monitor.evidence import SequentialEvidence
 from monitor.state.deployment import Comparison
 from monitor.state.outcomes import Outcomes
 from monitor.stats.divergence import (
@@ -44,9 +45,11 @@ class CheckResult:
     threshold: float | None
     detail: str
     blocking: bool
+    # the anytime-valid evidence (e-values, always-valid p-values, confidence sequence), if sequential
+    evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "status": self.status,
             "value": self.value,
@@ -54,6 +57,9 @@ class CheckResult:
             "detail": self.detail,
             "blocking": self.blocking,
         }
+        if self.evidence is not None:
+            data["evidence"] = self.evidence
+        return data
 
 
 def _failed(blocking: bool) -> Status:
@@ -373,4 +379,72 @@ def class_precision(
     return CheckResult(
         name, "pass", gap, -margin,
         f"no class clearly less precise on the canary ({len(judged)} judged); weakest {words}", settings.blocking,
+    )
+
+
+def _from_decision(decision: str, blocking: bool) -> Status:
+    if decision == "no_go":
+        return _failed(blocking)
+    return "pass" if decision == "go" else "insufficient_data"
+
+
+def sequential_class_divergence(
+    comparison: Comparison, evidence: SequentialEvidence, min_samples: int, settings: DivergenceCheckSettings
+) -> CheckResult:
+    """Canary vs live class shares on paired requests, by an anytime-valid test with a margin."""
+    name, test = "class_divergence", evidence.distribution
+    n_live, n_canary = comparison.live.total, comparison.canary.total
+    if min(n_live, n_canary) < min_samples and test.decision != "no_go":
+        return CheckResult(
+            name, "insufficient_data", None, test.margin,
+            f"{n_canary} canary and {n_live} live predictions; {min_samples} of each are needed",
+            settings.blocking, test.evidence(),
+        )
+    if test.n == 0:
+        return CheckResult(
+            name, "insufficient_data", None, test.margin, "no request answered by both models yet",
+            settings.blocking, test.evidence(),
+        )
+    status = _from_decision(test.decision, settings.blocking)
+    lead = {
+        "pass": "canary class distribution matches live within the margin",
+        "insufficient_data": "canary class distribution not yet shown within or beyond the margin",
+    }.get(status, "canary class distribution differs from live")
+    return CheckResult(
+        name, status, test.distance, test.margin, f"{lead}: {test.explain()}", settings.blocking, test.evidence()
+    )
+
+
+def sequential_disagreement(evidence: SequentialEvidence, settings: DisagreementCheckSettings) -> CheckResult:
+    """The disagreement rate against its allowed maximum, by an anytime-valid test."""
+    test = evidence.disagreement
+    if test.n < settings.min_pairs:
+        return CheckResult(
+            "disagreement", "insufficient_data", None, settings.max_rate,
+            f"{test.n} requests answered by both models; {settings.min_pairs} are needed", settings.blocking,
+        )
+    detail = test.explain()
+    if test.decision == "no_go":
+        detail += "; worth a human look at the disagreements"
+    return CheckResult(
+        "disagreement", _from_decision(test.decision, settings.blocking), test.estimate, settings.max_rate,
+        detail, settings.blocking, test.evidence(),
+    )
+
+
+def sequential_accuracy(
+    evidence: SequentialEvidence, outcomes: Outcomes, settings: AccuracyCheckSettings
+) -> CheckResult:
+    """Canary vs live accuracy on labelled requests: an anytime-valid non-inferiority test."""
+    test = evidence.accuracy
+    if test.n < settings.min_labels:
+        return CheckResult(
+            "accuracy", "insufficient_data", None, -test.margin,
+            f"{test.n} labelled requests with both answers judged; {settings.min_labels} are needed",
+            settings.blocking, test.evidence(),
+        )
+    spot = f" ({outcomes.spotcheck} settled by spot-check labels)" if outcomes.spotcheck else ""
+    return CheckResult(
+        "accuracy", _from_decision(test.decision, settings.blocking), test.estimate, -test.margin,
+        test.explain() + spot, settings.blocking, test.evidence(),
     )

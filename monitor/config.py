@@ -199,6 +199,11 @@ class ClassPrecisionCheckSettings(Section):
 
 class DivergenceCheckSettings(Section):
     blocking: bool = Field(True, description="A failure makes the verdict no_go.")
+    margin: float = Field(
+        0.01, gt=0, lt=1,
+        description="Sequential mode: the largest difference in any class's share worth blocking for "
+        "(0.01: one point of traffic).",
+    )
     js_threshold: float = Field(0.05, gt=0, le=1, description="Fail above this Jensen-Shannon distance...")
     p_value: float = Field(
         0.001, gt=0, lt=1, description="...when the chi-square test's p-value is also below this."
@@ -237,6 +242,15 @@ class ChecksSettings(Section):
 
 
 class PolicySettings(Section):
+    mode: Literal["sequential", "fixed"] = Field(
+        "sequential",
+        description="`sequential`: anytime-valid tests with error rate `alpha` however often the verdict is read; "
+        "`fixed`: fixed-sample thresholds (JS distance and p-value), valid only at one pre-declared look.",
+    )
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5,
+        description="Sequential mode: the error rate of each gating check, over the whole comparison.",
+    )
     min_samples: int = Field(
         400, ge=1, description="Canary and live predictions each needed before a verdict other than pending."
     )

@@ -44,6 +44,8 @@ def demo_settings(bootstrap: str, port: int) -> Settings:
             "kafka": {"bootstrap_servers": bootstrap, "start_from": "earliest", "partition_assignment": "static",
                       "poll_timeout_s": 0.2},
             "api": {"host": "127.0.0.1", "port": port},
+            # every demo starts a fresh broker, so a checkpoint of an earlier one would not fit
+            "state": {"enabled": False},
             "deployments": [{"name": DEPLOYMENT, "classes": list(CLASSES)}],
         },
         {},
@@ -53,7 +55,9 @@ def demo_settings(bootstrap: str, port: int) -> Settings:
 class TrafficThread:
     """Produces simulated traffic in real time at a steady rate of requests per second."""
 
-    def __init__(self, settings: Settings, simulator: TrafficSimulator, rate: float) -> None:
+    def __init__(
+        self, settings: Settings, simulator: TrafficSimulator, rate: float, sidecar: Sidecar | None = None
+    ) -> None:
         self.sink = KafkaSink(settings.kafka)
         self.topics = {
             "live": settings.deployments[0].topics.live,
@@ -63,18 +67,33 @@ class TrafficThread:
         self.simulator = simulator
         self.rate = rate
         self.requests = 0
+        self.labels_sent = 0
+        self.sidecar = sidecar
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="driftgate-traffic", daemon=True)
 
     def _run(self) -> None:
         start = time.monotonic()
+        next_review = start + 2.0
         while not self._stop.is_set():
             due = int((time.monotonic() - start) * self.rate)
             while self.requests < due:
                 for event in self.simulator.request(time.time()):
                     self.sink.send(self.topics[event.role], event.key.encode(), orjson.dumps(event.payload))
                 self.requests += 1
+            if self.sidecar is not None and time.monotonic() >= next_review:
+                self._review()
+                next_review = time.monotonic() + 2.0
             self._stop.wait(0.02)
+
+    def _review(self) -> None:
+        """Play the spot-checker: label about half of the queued disagreements with the truth."""
+        assert self.sidecar is not None
+        for case in self.sidecar.review_queue(DEPLOYMENT)[::2]:
+            truth = self.simulator.truth_of(case["request_id"])
+            if truth is not None:
+                self.sidecar.submit_label(DEPLOYMENT, case["request_id"], truth)
+                self.labels_sent += 1
 
     def start(self) -> None:
         self.thread.start()
@@ -118,14 +137,35 @@ def render(verdict: Verdict, snapshot: dict[str, Any], url: str, scenario: str, 
             share = comparison[role].get(label, 0) / totals[role]
             cells.append(f"{'█' * round(share * 30):<30} {share * 100:5.1f}%")
         mix.add_row(label, *cells)
+    parts: list[Any] = [mix]
+    feedback = comparison.get("feedback")
+    if feedback:
+        quality = Table(title="from feedback: accuracy and precision (95% Wilson interval)", expand=True,
+                        show_edge=False)
+        quality.add_column("")
+        quality.add_column("live")
+        quality.add_column("canary")
+        quality.add_row("accuracy", *(_interval(feedback[role]["accuracy"]) for role in ("live", "canary")))
+        for label in snapshot["classes"]:
+            quality.add_row(
+                f"precision {label}", *(_interval(feedback[role]["precision"][label]) for role in ("live", "canary"))
+            )
+        parts.append(quality)
     samples = verdict.samples
     footer = Text(
-        f"samples: live {samples['live']}, canary {samples['canary']}, feedback {samples['feedback']}"
+        f"samples: live {samples['live']}, canary {samples['canary']}, feedback {samples['feedback']}, "
+        f"spot-check labels {samples['spotcheck_labels']}"
         f"   dead letters {sum(snapshot['dead_letters'].values())}   open joins {snapshot['join']['open_requests']}"
         f"\nAPI {url}/v1/deployments/{DEPLOYMENT}/verdict   metrics {url}/metrics   Ctrl-C stops",
         style="dim",
     )
-    return Group(Panel(Group(head, reasons), border_style=colour), checks, mix, footer)
+    return Group(Panel(Group(head, reasons), border_style=colour), checks, *parts, footer)
+
+
+def _interval(item: dict[str, Any]) -> str:
+    if item["estimate"] is None:
+        return "-"
+    return f"{item['estimate'] * 100:5.1f}% [{item['lower'] * 100:.1f}, {item['upper'] * 100:.1f}] n={item['labelled']}"
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> str:
@@ -142,7 +182,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
         started.append(sidecar.stop)
         api = ApiThread(settings, sidecar).start()
         started.append(api.stop)
-        traffic = TrafficThread(settings, TrafficSimulator(options.scenario, DEPLOYMENT, options.seed), options.rate)
+        simulator = TrafficSimulator(options.scenario, DEPLOYMENT, options.seed)
+        traffic = TrafficThread(settings, simulator, options.rate, sidecar)
         traffic.start()
         started.append(traffic.stop)
         console.print(f"broker {broker.bootstrap}   API {api.url}   scenario {options.scenario}")

@@ -13,6 +13,7 @@ from typing import Any
 from monitor.config import DeploymentSettings, Settings
 from monitor.errors import EventError
 from monitor.events import UNKNOWN_DEPLOYMENT, EventDecoder, load_object
+from monitor.evidence import EvidenceSettings
 from monitor.records import DeadLetter, Record
 from monitor.state.deployment import DeploymentState
 from monitor.state.spotcheck import SpotcheckSampler
@@ -47,6 +48,18 @@ def new_state(settings: DeploymentSettings) -> DeploymentState:
             priority_share=settings.spotcheck.priority_share,
         ),
         review_queue_size=settings.spotcheck.queue_size,
+        evidence=evidence_settings(settings) if settings.policy.mode == "sequential" else None,
+    )
+
+
+def evidence_settings(settings: DeploymentSettings) -> EvidenceSettings:
+    """The sequential tests' parameters from a deployment's policy."""
+    checks = settings.policy.checks
+    return EvidenceSettings(
+        alpha=settings.policy.alpha,
+        class_margin=checks.class_divergence.margin,
+        max_disagreement=checks.disagreement.max_rate,
+        accuracy_margin=checks.accuracy.margin,
     )
 
 

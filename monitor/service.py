@@ -114,7 +114,10 @@ class Sidecar:
             self._thread.join(timeout_s)
             # Before the flush, which may wait for an absent broker until the grace period is over.
             self.checkpoint()
-        self.evaluate_verdicts()
+        try:
+            self.evaluate_verdicts()
+        except Exception:  # the shutdown goes on: the edges are still flushed and closed
+            log.exception("cannot evaluate the last verdicts at shutdown")
         if self._sink is not None:
             left = self._sink.flush(timeout_s)
             if left:
@@ -322,7 +325,11 @@ class Sidecar:
         republish = self._republish and self._sink is not None
         with self._lock:
             for deployment in self.settings.deployments:
-                verdict = evaluate(deployment, self.ingest.states[deployment.name])
+                try:
+                    verdict = evaluate(deployment, self.ingest.states[deployment.name])
+                except Exception:  # a fault in one deployment's checks must not stop the others
+                    log.exception("verdict evaluation failed", extra={"deployment": deployment.name})
+                    continue
                 previous = self.verdicts.get(deployment.name)
                 self.verdicts[deployment.name] = verdict
                 if verdict.changed_from(previous) or republish:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ CLASSES = ("invoice", "contract", "other")
 TRUE_MIX = (0.5, 0.3, 0.2)
 SCENARIOS = ("good", "collapse", "shift")
 LANGS = ("de", "en", "fr")
+TRUTHS_KEPT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class TrafficSimulator:
     _rng: random.Random = field(init=False)
     _pending: list[tuple[float, int, SimEvent]] = field(init=False, default_factory=list)
     _n: int = field(init=False, default=0)
+    _truths: OrderedDict[str, str] = field(init=False, default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIO_MODELS:
@@ -102,6 +105,9 @@ class TrafficSimulator:
         self._n += 1
         request_id = f"r-{self.seed}-{self._n}"
         truth = rng.choices(CLASSES, TRUE_MIX)[0]
+        self._truths[request_id] = truth
+        if len(self._truths) > TRUTHS_KEPT:
+            self._truths.popitem(last=False)
         features = {
             "n_pages": rng.randint(1, 4) if truth == "invoice" else rng.randint(2, 30),
             "lang": rng.choice(LANGS),
@@ -130,6 +136,10 @@ class TrafficSimulator:
         while self._pending and self._pending[0][0] <= ts:
             events.append(heapq.heappop(self._pending)[2])
         return events
+
+    def truth_of(self, request_id: str) -> str | None:
+        """The true class of a recent request (what a spot-checker would answer), if still known."""
+        return self._truths.get(request_id)
 
     def stream(self, n_requests: int, start_ts: float, rate_per_s: float) -> Iterator[SimEvent]:
         """``n_requests`` requests spaced evenly in event time at ``rate_per_s``."""

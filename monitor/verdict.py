@@ -65,13 +65,25 @@ def run_checks(settings: DeploymentSettings, state: DeploymentState) -> list[Che
     assert comparison is not None
     policy = settings.policy
     classes = state.classes
-    results = [
-        checks.class_divergence(classes, comparison, policy.min_samples, policy.checks.class_divergence),
-        checks.collapse(classes, comparison, policy.min_samples, policy.checks.collapse),
-        checks.disagreement(comparison, policy.checks.disagreement),
-        checks.accuracy(comparison.outcomes, policy.checks.accuracy),
-        checks.class_precision(classes, comparison.outcomes, policy.checks.class_precision),
-    ]
+    evidence = comparison.evidence
+    if evidence is not None:
+        evidence.flush()
+        results = [
+            checks.sequential_class_divergence(
+                comparison, evidence, policy.min_samples, policy.checks.class_divergence
+            ),
+            checks.collapse(classes, comparison, policy.min_samples, policy.checks.collapse),
+            checks.sequential_disagreement(evidence, policy.checks.disagreement),
+            checks.sequential_accuracy(evidence, comparison.outcomes, policy.checks.accuracy),
+        ]
+    else:
+        results = [
+            checks.class_divergence(classes, comparison, policy.min_samples, policy.checks.class_divergence),
+            checks.collapse(classes, comparison, policy.min_samples, policy.checks.collapse),
+            checks.disagreement(comparison, policy.checks.disagreement),
+            checks.accuracy(comparison.outcomes, policy.checks.accuracy),
+        ]
+    results.append(checks.class_precision(classes, comparison.outcomes, policy.checks.class_precision))
     reference = settings.reference.class_distribution
     if reference:
         results.insert(

@@ -30,6 +30,7 @@ from monitor.ingest import Ingest
 from monitor.records import DeadLetter, Record
 from monitor.service import Sidecar
 from monitor.simulator import TrafficSimulator
+from monitor.verdict import evaluate
 
 START_TS = 1_800_000_000.0
 TOPICS = {
@@ -82,6 +83,14 @@ def fold(ingest: Ingest, records: list[Record], batch: int = 500) -> Ingest:
     return ingest
 
 
+def verdicts(ingest: Ingest, config: Settings) -> dict[str, Any]:
+    """Each deployment's verdict object, without the time it was evaluated at."""
+    objects = {d.name: evaluate(d, ingest.states[d.name]).to_dict() for d in config.deployments}
+    for verdict in objects.values():
+        verdict.pop("evaluated_at")
+    return objects
+
+
 def state_dicts(ingest: Ingest) -> dict[str, Any]:
     return {name: state.to_dict() for name, state in ingest.states.items()}
 
@@ -99,15 +108,16 @@ def test_round_trip_equals_the_original(records: list[Record]) -> None:
     assert restored.consumed == restored.processed + restored.dead_lettered == len(records)
 
 
-def test_carrying_on_after_a_restore_equals_an_uninterrupted_run(records: list[Record]) -> None:
+@pytest.mark.parametrize("cut", [1, 2000, 4000], ids=["before-any-canary", "early", "middle"])
+def test_carrying_on_after_a_restore_equals_an_uninterrupted_run(records: list[Record], cut: int) -> None:
     config = settings()
     uninterrupted = fold(Ingest(config), records)
-    cut = len(records) // 3
     first = fold(Ingest(config), records[:cut])
     # Through bytes, as after a restart: the second half is folded into the decoded state.
     resumed = fold(restore_ingest(encode(first), config), records[cut:])
     assert state_dicts(resumed) == state_dicts(uninterrupted)
     assert resumed.figures_to_dict() == uninterrupted.figures_to_dict()
+    assert verdicts(resumed, config) == verdicts(uninterrupted, config)
 
 
 def test_decode_gives_states_positions_and_figures(records: list[Record]) -> None:

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(("scenario", "verdict"), [("collapse", "no_go"), ("good", "go")])
 def test_demo_reaches_the_scenarios_verdict(scenario: str, verdict: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "monitor", "demo", "--scenario", scenario, "--rate", "300", "--port", "0",
-         "--duration", "12"],
+        [sys.executable, "-m", "monitor", "demo", "--scenario", scenario, "--rate", "800", "--port", "0",
+         "--duration", "25"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]

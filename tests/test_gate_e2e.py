@@ -31,7 +31,7 @@ from monitor.simulator import TrafficSimulator
 pytestmark = pytest.mark.integration
 
 TOKEN = "gate-e2e-token"
-SCENARIOS = {"good": 2500, "collapse": 2500, "starved": 60}
+SCENARIOS = {"good": 10000, "collapse": 2500, "starved": 60}
 CLASSES = ["invoice", "contract", "other"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TEMPLATE = EXAMPLES / "argo-analysistemplate.yaml"
@@ -78,6 +78,7 @@ def sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                   "group_id": f"gate-{suffix}", "deadletter_topic": f"dead.{suffix}",
                   "verdicts_topic": f"verdicts.{suffix}", "spotcheck_topic": f"spot.{suffix}", "poll_timeout_s": 0.2},
         "api": {"port": port},
+        "state": {"enabled": False},
         "verdict_interval_s": 0.2,
         "deployments": [{"name": name, "topics": topics[name], "classes": CLASSES} for name in SCENARIOS],
     }

@@ -30,7 +30,7 @@ from monitor.simulator import TrafficSimulator
 pytestmark = pytest.mark.integration
 
 TOKEN = "e2e-token"
-SCENARIOS = {"good": 2500, "collapse": 2500, "starved": 60}
+SCENARIOS = {"good": 10000, "collapse": 2500, "starved": 60}
 # (payload, expected dead-letter reason), produced to the "good" deployment's live topic
 MALFORMED: list[tuple[bytes, str]] = [
     (b"not json at all", "not_json"),
@@ -106,6 +106,7 @@ def sidecar(request: pytest.FixtureRequest, broker: Any, tmp_path_factory: pytes
                   "deadletter_topic": f"dead.{suffix}", "verdicts_topic": f"verdicts.{suffix}",
                   "poll_timeout_s": 0.2},
         "api": {"port": port},
+        "state": {"enabled": False},
         "verdict_interval_s": 0.2,
         "deployments": [
             {"name": name, "topics": topics[name], "classes": ["invoice", "contract", "other"]} for name in SCENARIOS

@@ -451,6 +451,7 @@ def test_a_sidecar_posts_its_verdict_change_to_the_webhook(broker: Any) -> None:
                       "deadletter_topic": f"dead.{suffix}", "verdicts_topic": f"verdicts.{suffix}",
                       "spotcheck_topic": f"spot.{suffix}", "poll_timeout_s": 0.2},
             "verdict_interval_s": 0.2,
+            "state": {"enabled": False},
             "webhooks": [{"url": receiver.url, "secret": SECRET, **FAST}],
             "deployments": [{"name": "collapse", "topics": topics, "classes": ["invoice", "contract", "other"]}],
         }, {})

@@ -23,6 +23,7 @@ from typing import Any
 
 from monitor.errors import EventError
 from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
+from monitor.evidence import EvidenceSettings, SequentialEvidence
 from monitor.state.counts import ClassCounts
 from monitor.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.state.join import RequestJoin
@@ -48,6 +49,7 @@ class Comparison:
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)
     last_ts: float = 0.0
     outcomes: Outcomes = field(default_factory=Outcomes)
+    evidence: SequentialEvidence | None = None
 
     @property
     def pairs(self) -> int:
@@ -74,6 +76,8 @@ class Comparison:
         for pair, n in other.confusion.items():
             self.confusion[pair] = self.confusion.get(pair, 0) + n
         self.outcomes.merge(other.outcomes)
+        if self.evidence is not None and other.evidence is not None:
+            self.evidence.merge(other.evidence)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +91,7 @@ class Comparison:
             "live_versions": self.live_versions.to_dict(),
             "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
             "outcomes": self.outcomes.to_dict(),
+            "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }
 
     @classmethod
@@ -101,6 +106,7 @@ class Comparison:
             confusion={(live, canary): int(n) for live, canary, n in data["confusion"]},
             last_ts=float(data["last_ts"]),
             outcomes=Outcomes.from_dict(data["outcomes"]),
+            evidence=SequentialEvidence.from_dict(data["evidence"]) if data.get("evidence") else None,
         )
 
 
@@ -128,6 +134,7 @@ class DeploymentState:
         feedback_ttl_s: float = 3 * 86_400.0,
         spotcheck: SpotcheckSampler | None = None,
         review_queue_size: int = 100,
+        evidence: EvidenceSettings | None = None,
     ) -> None:
         self.name = name
         self.fixed_classes = classes is not None
@@ -144,6 +151,8 @@ class DeploymentState:
         self.feedback = FeedbackJoin(max_requests=feedback_max_requests, ttl_s=feedback_ttl_s)
         self.spotcheck_labels = 0
         self.sampler = spotcheck or SpotcheckSampler()
+        # parameters of each comparison's sequential tests; None keeps fixed-sample checks only
+        self.evidence_settings = evidence
         self.review = ReviewQueue(review_queue_size)
         # cases picked since the service last drained them to the spot-check topic
         self.outbox: list[SpotcheckCase] = []
@@ -240,6 +249,8 @@ class DeploymentState:
         comparison = self.comparisons.get(scored.answers.canary_version)
         if comparison is not None:
             comparison.outcomes.add(scored)
+            if comparison.evidence is not None and scored.canary_right is not None:
+                comparison.evidence.add_outcome(scored.canary_right, scored.live_right)
 
     def _count_pair(
         self, request_id: str, live_label: str, canary_label: str, canary_version: str, ts: float
@@ -248,6 +259,8 @@ class DeploymentState:
         if comparison is not None:
             key = (live_label, canary_label)
             comparison.confusion[key] = comparison.confusion.get(key, 0) + 1
+            if comparison.evidence is not None:
+                comparison.evidence.add_pair(canary_label, live_label)
         scored = self.feedback.add_answers(request_id, Answers(ts, live_label, canary_label, canary_version))
         if scored is not None:
             self._fold(scored)
@@ -272,6 +285,8 @@ class DeploymentState:
     def _start_comparison(self, version: str, ts: float) -> Comparison:
         live_from = ts - ts % self.windows.length_s
         comparison = Comparison(canary_version=version, started_at=ts, live_from=live_from, last_ts=ts)
+        if self.evidence_settings is not None:
+            comparison.evidence = SequentialEvidence(tuple(self.classes), self.evidence_settings)
         # Live answers that arrived before this version's first canary answer, but belong after it.
         _backfill_live(comparison, self.windows, live_from, float("inf"))
         self.comparisons[version] = comparison
@@ -299,6 +314,9 @@ class DeploymentState:
         """Expire join entries past their TTL at the current watermark; call once per batch."""
         self.join.expire(self.watermark)
         self.feedback.expire(self.watermark)
+        for comparison in self.comparisons.values():
+            if comparison.evidence is not None:
+                comparison.evidence.flush()
 
     def merge(self, other: DeploymentState) -> DeploymentState:
         """Add another state of the same deployment into this one (e.g. another replica's)."""

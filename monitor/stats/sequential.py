@@ -387,12 +387,13 @@ def cs_bounds(
 
 def _e_value(log_e: float) -> float:
     """exp(log_e), capped below the float maximum so it stays finite in JSON."""
-    return math.exp(min(log_e, 700.0))
+    return math.exp(max(min(log_e, 700.0), -700.0))
 
 
 def _p_value(log_e: float, multiplicity: int = 1) -> float:
     """The always-valid p-value min(1, multiplicity / E) of an e-process."""
-    return min(1.0, multiplicity * math.exp(-min(log_e, 700.0)))
+    # An e-value below 1 is no evidence at all (p = 1); exp(-log_e) would overflow for a very negative one.
+    return min(1.0, multiplicity * math.exp(-min(max(log_e, 0.0), 700.0)))
 
 
 def _points(share: float) -> str:

@@ -473,3 +473,13 @@ def test_docstring_examples_run() -> None:
     outcome = doctest.testmod(monitor.stats.sequential, optionflags=doctest.ELLIPSIS)
     assert outcome.attempted > 0
     assert outcome.failed == 0
+
+
+def test_evidence_stays_finite_when_the_e_process_is_far_below_one() -> None:
+    """A long stream far on the 'go' side gives a very negative log e-value for 'no_go': p must be 1, not an error."""
+    check = RateBelow(max_rate=0.2, alpha=0.05)
+    check.update_many([0.0] * 200_000)
+    facts = check.evidence()
+    assert facts["p_value_no_go"] == 1.0
+    assert facts["decision"] == "go"
+    assert "0" in check.explain()
