@@ -48,7 +48,7 @@ OWNED_OPTIONS = frozenset(
 )
 COMMIT_TIMEOUT_S = 10.0
 METADATA_RETRY_S = 1.0
-PROBE_INTERVAL_S = 5.0
+PROBE_INTERVAL_S = 2.0
 END_CHECK_INTERVAL_S = 2.0
 # librdkafka errors after which nothing can be read until something changes.
 _BLOCKING_ERRORS = frozenset(
@@ -389,6 +389,7 @@ class KafkaPythonSource(_Assignment):
         self._consumer: Any = None
         self._retry_in_s = 1.0
         self._next_connect = 0.0
+        self._next_probe = 0.0
         _log_opened(settings, self.topics)
         self._connect()
 
@@ -423,6 +424,8 @@ class KafkaPythonSource(_Assignment):
                         ts / 1000.0 if ts is not None and ts >= 0 else None,
                     )
                 )
+        if self._down or not records:
+            self._check_connections(bool(records))
         return records
 
     def commit(self, positions: Positions) -> None:
@@ -450,6 +453,21 @@ class KafkaPythonSource(_Assignment):
             self._closed = True
             if self._consumer is not None:
                 self._consumer.close(autocommit=False)
+
+    def _check_connections(self, got_records: bool) -> None:
+        """Notice a broker that went away (or came back): kafka-python keeps that to itself but
+        for its connection count, read while polls come back empty, every few seconds."""
+        now = time.monotonic()
+        if got_records or now < self._next_probe:
+            self._down = self._down and not got_records
+            return
+        self._next_probe = now + PROBE_INTERVAL_S
+        connections = _connection_count(self._consumer)
+        if connections == 0:
+            self._note_error("kafka-python has no connection to any broker", down=True)
+        elif connections and self._down:
+            self._down = False
+            log.info("Kafka broker reachable again")
 
     def _connect(self) -> bool:
         """Build the consumer if the broker can be reached; False (and why, in ready()) if not yet."""
@@ -627,6 +645,15 @@ def unreachable(bootstrap_servers: str, timeout_s: float = 1.0) -> str | None:
         except (OSError, ValueError) as error:
             problems.append(f"{server.strip()}: {getattr(error, 'strerror', None) or error}")
     return "cannot connect to the Kafka bootstrap servers: " + "; ".join(problems)
+
+
+def _connection_count(consumer: Any) -> float | None:
+    """kafka-python's count of open broker connections (from its metrics), None if it has none."""
+    for group in consumer.metrics().values():
+        count = group.get("connection-count")
+        if count is not None:
+            return float(count)
+    return None
 
 
 def _names(keys: list[PartitionKey]) -> list[str]:

@@ -23,6 +23,7 @@ class SnapshotReader(Protocol):
 
     def snapshot(self, name: str) -> dict[str, Any]: ...
     def unrouted_dead_letters(self) -> dict[str, int]: ...
+    def webhook_counts(self) -> dict[tuple[str, str, str], int]: ...
 
 
 class SidecarCollector(Collector):
@@ -119,9 +120,15 @@ class SidecarCollector(Collector):
             open_requests.add_metric([name], join["open_requests"])
             for outcome in ("paired", "evicted", "expired_live_only", "expired_canary_only", "duplicates"):
                 join_outcomes.add_metric([name, outcome], join[outcome])
+        webhooks = CounterMetricFamily(
+            "driftgate_webhook_deliveries", "Webhook deliveries by outcome (retries: extra attempts).",
+            labels=["deployment", "url_host", "outcome"],
+        )
+        for (deployment, host, outcome), n in self.sidecar.webhook_counts().items():
+            webhooks.add_metric([deployment, host, outcome], n)
         for reason, n in self.sidecar.unrouted_dead_letters().items():
             dead.add_metric([UNROUTED, reason], n)
         yield from (
             events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes,
-            precision, precision_bounds, accuracy, feedback,
+            precision, precision_bounds, accuracy, feedback, webhooks,
         )

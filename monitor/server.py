@@ -53,7 +53,9 @@ def build_sidecar(settings: Settings) -> Sidecar:
 
     sidecar = Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
     if settings.webhooks:
-        sidecar.listeners.append(WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments]))
+        dispatcher = WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments])
+        sidecar.listeners.append(dispatcher)
+        sidecar.delivery_counts = dispatcher.counts
     return sidecar
 
 

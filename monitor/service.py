@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -72,6 +72,8 @@ class Sidecar:
         self.ingest = Ingest(settings)
         self.verdicts: dict[str, Verdict] = {}
         self.listeners: list[VerdictListener] = []
+        # set when webhooks are configured: reads their delivery counters for /metrics
+        self.delivery_counts: Callable[[], Mapping[Any, int]] | None = None
         self.started_at = clock()
         self._source_factory = source_factory
         self._sink_factory = sink_factory
@@ -412,6 +414,12 @@ class Sidecar:
         verdict = self.verdicts.get(name)
         snapshot["verdict"] = verdict.verdict if verdict else "pending"
         return snapshot
+
+    def webhook_counts(self) -> dict[tuple[str, str, str], int]:
+        """Webhook delivery counters: (deployment, url host, outcome) -> total."""
+        if self.delivery_counts is None:
+            return {}
+        return {(key[0], key[1], key[2]): n for key, n in self.delivery_counts().items()}
 
     def unrouted_dead_letters(self) -> dict[str, int]:
         """Dead letters by reason that belong to no configured deployment."""
