@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint typecheck bench docs clean
+.PHONY: demo test unit integration lint typecheck bench docs clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Debian's Chromium for the /ui browser test, installed when missing (the test skips, saying why, if it cannot be).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || \
+		echo "chromium could not be installed: the browser test will be skipped"
+
 demo: $(STAMP)
 	$(BIN)/driftgate demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check monitor tests benchmarks
 	$(BIN)/mypy monitor
 	# pytest exits 5 when it collected no tests: not a failure of the code.
@@ -24,7 +30,7 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
-integration: $(STAMP)
+integration: $(STAMP) chromium
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 lint: $(STAMP)

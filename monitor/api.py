@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.errors import UnknownDeploymentError
 from monitor.metrics import SidecarCollector
@@ -54,18 +56,62 @@ class LabelRequest(BaseModel):
     label: str = Field(min_length=1, max_length=256)
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse request bodies over the configured size with 413 before reading them."""
+class ErrorBody(BaseModel):
+    """A refusal: a sentence saying why."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        super().__init__(app)
+    detail: str
+
+
+class Readiness(BaseModel):
+    """The answer of /readyz."""
+
+    status: str
+    reason: str
+
+
+# Answers other than 200 that routes give, declared so the OpenAPI schema says all a client may get.
+Responses = dict[int | str, dict[str, Any]]
+GUARDED: Responses = {401: {"model": ErrorBody, "description": "Missing or wrong bearer token (when a token is set)"}}
+UNKNOWN: Responses = {404: {"model": ErrorBody, "description": "No such deployment"}}
+BODY_REFUSED: Responses = {
+    400: {"model": ErrorBody, "description": "The request body cannot be read (not UTF-8)"},
+    413: {"model": ErrorBody, "description": "Request body over api.max_body_bytes"},
+}
+GATE_CLOSED: Responses = {403: {"description": "The gate is closed: the verdict object, with its reasons"}}
+
+
+class BodyLimit:
+    """Refuse request bodies over the configured size with 413.
+
+    By their Content-Length before reading them; a body without one (chunked) is counted
+    as it is read, and refused once over the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
         self.max_bytes = max_bytes
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body over {self.max_bytes} bytes"
+        length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+            await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # Raised while the route reads its body: FastAPI passes HTTPException on, answered as 413.
+                raise HTTPException(status_code=413, detail=too_large)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
 
 
 class BearerToken(BaseHTTPMiddleware):
@@ -120,7 +166,7 @@ def create_app(
             raise UnknownDeploymentError(name)
         return sidecar.verdicts[name]
 
-    @app.get("/v1/deployments", summary="The configured deployments with their current verdicts")
+    @app.get("/v1/deployments", summary="The configured deployments with their current verdicts", responses=GUARDED)
     def list_deployments() -> dict[str, Any]:
         return {
             "deployments": [
@@ -130,25 +176,33 @@ def create_app(
             ]
         }
 
-    @app.get("/v1/deployments/{name}/verdict", summary="The verdict object of a deployment")
+    @app.get("/v1/deployments/{name}/verdict", summary="The verdict object of a deployment",
+             responses={**GUARDED, **UNKNOWN})
     def get_verdict(name: str) -> dict[str, Any]:
         return verdict_of(name).to_dict()
 
-    @app.get("/v1/deployments/{name}/gate", summary="For Argo Rollouts and other pollers: always 200")
+    @app.get("/v1/deployments/{name}/gate", summary="For Argo Rollouts and other pollers: always 200",
+             responses={**GUARDED, **UNKNOWN})
     def get_gate(name: str) -> dict[str, Any]:
         return verdict_of(name).to_dict()
 
-    @app.get("/v1/deployments/{name}/metrics", summary="The current metric snapshot")
+    @app.get("/v1/deployments/{name}/metrics", summary="The current metric snapshot", responses={**GUARDED, **UNKNOWN})
     def get_metrics(name: str) -> dict[str, Any]:
         verdict_of(name)
         return sidecar.snapshot(name)
 
-    @app.get("/v1/deployments/{name}/spotcheck", summary="Disagreements waiting for a human label")
+    @app.get("/v1/deployments/{name}/spotcheck", summary="Disagreements waiting for a human label",
+             responses={**GUARDED, **UNKNOWN})
     def get_spotcheck(name: str) -> dict[str, Any]:
         verdict_of(name)
         return {"deployment": name, "cases": sidecar.review_queue(name)}
 
-    @app.post("/v1/deployments/{name}/labels", summary="Label a queued request (sent as spot-check feedback)")
+    @app.post(
+        "/v1/deployments/{name}/labels",
+        summary="Label a queued request (sent as spot-check feedback)",
+        responses={**GUARDED, **UNKNOWN, **BODY_REFUSED, 202: {"description": "Label accepted and sent"},
+                   503: {"model": ErrorBody, "description": "The label cannot be sent now"}},
+    )
     def post_label(name: str, body: LabelRequest) -> JSONResponse:
         verdict_of(name)
         try:
@@ -171,11 +225,13 @@ def create_app(
         # 403 rather than 5xx: Flagger treats a 4xx as a failed check without retrying it.
         return JSONResponse(verdict.to_dict(), status_code=200 if allowed else 403)
 
-    @app.post("/v1/gates/flagger", summary="Flagger confirm-promotion gate: 200 only on go")
+    @app.post("/v1/gates/flagger", summary="Flagger confirm-promotion gate: 200 only on go",
+              responses={**GUARDED, **UNKNOWN, **BODY_REFUSED, **GATE_CLOSED})
     def flagger_gate(body: FlaggerRequest) -> JSONResponse:
         return flagger_answer(body, "confirm-promotion")
 
-    @app.post("/v1/gates/flagger/{hook}", summary="Flagger gate with the meaning of the given hook type")
+    @app.post("/v1/gates/flagger/{hook}", summary="Flagger gate with the meaning of the given hook type",
+              responses={**GUARDED, **UNKNOWN, **BODY_REFUSED, **GATE_CLOSED})
     def flagger_hook(hook: str, body: FlaggerRequest) -> JSONResponse:
         if hook not in FLAGGER_HOOKS:
             return JSONResponse(
@@ -190,7 +246,8 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="200 once every input partition is assigned")
+    @app.get("/readyz", summary="200 once every input partition is assigned", response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "Not ready, and why"}})
     def readyz() -> JSONResponse:
         ready, reason = sidecar.ready()
         return JSONResponse(

@@ -175,7 +175,10 @@ class ConfluentSource(_Assignment):
         self._cooperative = "cooperative" in strategy
         self._next_probe = 0.0
         self._next_end_check = 0.0
-        self._consumer = Consumer(config)
+        try:
+            self._consumer = Consumer(config)
+        except KafkaException as error:  # an option librdkafka does not know, or a bad value
+            raise ConfigError("kafka.options", kafka_error_text(error)) from None
         if not self.static:
             self._consumer.subscribe(
                 self.topics, on_assign=self._group_assign, on_revoke=self._group_revoke, on_lost=self._group_revoke
@@ -457,9 +460,11 @@ class KafkaPythonSource(_Assignment):
     def _check_connections(self, got_records: bool) -> None:
         """Notice a broker that went away (or came back): kafka-python keeps that to itself but
         for its connection count, read while polls come back empty, every few seconds."""
+        if got_records:
+            self._down = False
+            return
         now = time.monotonic()
-        if got_records or now < self._next_probe:
-            self._down = self._down and not got_records
+        if now < self._next_probe:
             return
         self._next_probe = now + PROBE_INTERVAL_S
         connections = _connection_count(self._consumer)

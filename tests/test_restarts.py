@@ -178,7 +178,8 @@ def differences(got: Any, expected: Any, path: str = "") -> list[str]:
                 found += differences(got[key], expected[key], f"{path}.{key}")
         return found
     if isinstance(got, list) and isinstance(expected, list) and len(got) == len(expected):
-        return [d for i, (a, b) in enumerate(zip(got, expected, strict=True)) for d in differences(a, b, f"{path}[{i}]")]
+        pairs = enumerate(zip(got, expected, strict=True))
+        return [found for i, (a, b) in pairs for found in differences(a, b, f"{path}[{i}]")]
     return [] if got == expected else [f"{path}: {got!r} != {expected!r}"]
 
 
@@ -247,13 +248,12 @@ def test_sigkill_at_random_points_then_restart_gives_the_uninterrupted_figures(
         if kills:
             # Resumed from the last checkpoint, not from zero.
             assert sidecar.progress() >= kills[-1][1]
-        wait_for(lambda target=target: sidecar.progress() >= target, 60, "the sidecar stalled", pause_s=0.02)
+        wait_for(lambda s=sidecar, t=target: s.progress() >= t, 60, "the sidecar stalled", pause_s=0.02)
         seen = sidecar.progress()
         sidecar.kill()
         kills.append((seen, consumed_in_checkpoint(settings)))
     # Killed before the end: the checkpoint left behind holds part of the stream.
     mid_stream = [checkpointed for _, checkpointed in kills if 0 < checkpointed < stream.produced]
-    print("kills", kills, stream.produced)
     assert len(mid_stream) >= 3, f"too few kills landed mid-stream: {kills} of {stream.produced}"
 
     final = SidecarProcess(config)
@@ -312,7 +312,7 @@ def test_broker_restart_mid_stream_readyz_goes_503_and_back_and_the_new_stream_i
 
         own_broker.stop()
         wait_for(lambda: readiness(sidecar)[0] == 503, 30, "/readyz stayed 200 without a broker")
-        status, reason = readiness(sidecar)
+        reason = readiness(sidecar)[1]
         assert own_broker.bootstrap in reason and "cannot be reached" in reason, reason
         assert httpx.get(f"{sidecar.url}/healthz", timeout=5).status_code == 200
         assert sidecar.process.poll() is None

@@ -186,7 +186,7 @@ def test_label_a_queued_case_in_chromium(running: RunningSidecar, broker: Any) -
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
             page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
             page.goto(f"{running.url}/ui?token={TOKEN}&deployment={DEPLOYMENT}")
@@ -244,7 +244,15 @@ def test_label_a_queued_case_in_chromium(running: RunningSidecar, broker: Any) -
                 arg=waiting_before, timeout=20_000,
             )
             assert page.locator(f'#cases li.case[data-request-id="{request_id}"]').count() == 0
-            page.screenshot(path=str(ARTIFACTS / "ui-desktop.png"), full_page=True)
+            # At most a page of cases at once; the rest one click away.
+            shown = page.locator("#cases li.case").count()
+            assert 0 < shown <= 12
+            if _number(page.inner_text("#count-waiting")) > shown:
+                page.get_by_role("button", name="Show").click()
+                page.wait_for_function("(n) => document.querySelectorAll('#cases li.case').length > n", arg=shown)
+            page.evaluate("() => window.scrollTo(0, 0)")
+            page.screenshot(path=str(ARTIFACTS / "ui-desktop.png"))
+            page.screenshot(path=str(ARTIFACTS / "ui-desktop-full.png"), full_page=True)
 
             # Phone size: one column, no sideways scrolling, the buttons still there.
             phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)

@@ -4,6 +4,7 @@
   "use strict";
 
   var POLL_MS = 2000;
+  var QUEUE_PAGE = 12; // cases shown at once; "Show more" adds as many again
   var TOKEN_KEY = "driftgate.token";
   var config = JSON.parse(document.getElementById("driftgate-config").textContent);
   var names = config.deployments || [];
@@ -117,6 +118,8 @@
   var cards = new Map(); // request_id -> card element
   var settled = new Set(); // request ids labelled here that the server may still list for a moment
   var caseNumber = 0;
+  var shownLimit = QUEUE_PAGE;
+  var lastQueue = { cases: [], classes: [] };
 
   function sentKey() { return "driftgate.sent." + current; }
   function sentCount() { return Number(storage("get", sentKey())) || 0; }
@@ -326,6 +329,7 @@
     $("count-received").textContent = count((verdict.samples || {}).spotcheck_labels || 0);
     var spot = snapshot.spotcheck || {};
     $("count-waiting").textContent = count(spot.waiting || 0);
+    $("jump-waiting").textContent = count(spot.waiting || 0);
     $("count-picked").textContent = count(spot.picked || 0) + " of " + count(spot.offered || 0);
   }
 
@@ -387,10 +391,16 @@
   }
 
   function renderQueue(cases, classes) {
+    lastQueue = { cases: cases, classes: classes };
     var list = $("cases");
     var listed = new Set(cases.map(function (c) { return c.request_id; }));
     settled.forEach(function (id) { if (!listed.has(id)) settled.delete(id); });
-    var visible = cases.filter(function (c) { return !settled.has(c.request_id); });
+    var open = cases.filter(function (c) { return !settled.has(c.request_id); });
+    var visible = open.slice(0, shownLimit);
+    var more = $("queue-more");
+    more.hidden = open.length <= visible.length;
+    more.textContent = "Show " + Math.min(QUEUE_PAGE, open.length - visible.length) + " more of " +
+      (open.length - visible.length) + " waiting";
     var wanted = new Set(visible.map(function (c) { return c.request_id; }));
     cards.forEach(function (card, id) {
       if (!wanted.has(id)) { card.remove(); cards.delete(id); }
@@ -496,11 +506,17 @@
     cards.forEach(function (card) { card.remove(); });
     cards.clear();
     settled.clear();
+    shownLimit = QUEUE_PAGE;
     announce("");
     params.set("deployment", name);
     replaceQuery();
     refresh();
   }
+
+  $("queue-more").addEventListener("click", function () {
+    shownLimit += QUEUE_PAGE;
+    renderQueue(lastQueue.cases, lastQueue.classes);
+  });
 
   function setUpPicker() {
     if (names.length < 2) return;
