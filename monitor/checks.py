@@ -443,8 +443,13 @@ def sequential_accuracy(
             f"{test.n} labelled requests with both answers judged; {settings.min_labels} are needed",
             settings.blocking, test.evidence(),
         )
-    spot = f" ({outcomes.spotcheck} settled by spot-check labels)" if outcomes.spotcheck else ""
+    spot = f"; {outcomes.spotcheck} settled by spot-check labels" if outcomes.spotcheck else ""
+    b, c = outcomes.paired["canary_only_right"], outcomes.paired["live_only_right"]
+    mcnemar = mcnemar_exact(b, c)
+    paired = f" (canary alone right {b}, live alone right {c}; McNemar exact p = {mcnemar.p_two_sided:.2g}{spot})"
+    evidence = {**test.evidence(), "mcnemar_p_two_sided": mcnemar.p_two_sided,
+                "mcnemar_p_canary_worse": mcnemar.p_canary_worse}
     return CheckResult(
         "accuracy", _from_decision(test.decision, settings.blocking), test.estimate, -test.margin,
-        test.explain() + spot, settings.blocking, test.evidence(),
+        test.explain() + paired, settings.blocking, evidence,
     )
