@@ -447,9 +447,9 @@ def sequential_accuracy(
     b, c = outcomes.paired["canary_only_right"], outcomes.paired["live_only_right"]
     mcnemar = mcnemar_exact(b, c)
     paired = f" (canary alone right {b}, live alone right {c}; McNemar exact p = {mcnemar.p_two_sided:.2g}{spot})"
-    evidence = {**test.evidence(), "mcnemar_p_two_sided": mcnemar.p_two_sided,
-                "mcnemar_p_canary_worse": mcnemar.p_canary_worse}
+    facts = {**test.evidence(), "mcnemar_p_two_sided": mcnemar.p_two_sided,
+             "mcnemar_p_canary_worse": mcnemar.p_canary_worse}
     return CheckResult(
         "accuracy", _from_decision(test.decision, settings.blocking), test.estimate, -test.margin,
-        test.explain() + paired, settings.blocking, evidence,
+        test.explain() + paired, settings.blocking, facts,
     )
