@@ -75,15 +75,15 @@ def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
     return elapsed
 
 
-def sidecar_ingest(bootstrap: str, client: str, live: str, canary: str, total: int) -> tuple[float, dict[str, int]]:
+def sidecar_ingest(
+    bootstrap: str, client: str, live: str, canary: str, total: int, max_open: int = 100_000
+) -> tuple[float, dict[str, int]]:
     """Seconds the sidecar's source + ingest takes for every message, and figures of the state it filled."""
     settings = parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "client": client, "start_from": "earliest",
                   "partition_assignment": "static", "group_id": f"bench-{uuid.uuid4()}"},
         "deployments": [{"name": "bench", "topics": {"live": live, "canary": canary, "feedback": f"{live}.fb"},
-                         # Room for the 100,000 requests that never pair plus those in flight, whichever
-                         # topic the consumer happens to fetch first.
-                         "join": {"max_open_requests": 200_000, "ttl_s": 1e9}}],
+                         "join": {"max_open_requests": max_open, "ttl_s": 1e9}}],
     }, {})
     ingest = Ingest(settings)
     source = open_source(settings.kafka, [live, canary, f"{live}.fb"])
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--unpaired", type=int, default=100_000)
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--bootstrap", help="an existing broker instead of the embedded one")
+    parser.add_argument("--max-open", type=int, default=100_000, help="join.max_open_requests of the sidecar")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     args = parser.parse_args()
 
@@ -133,7 +134,7 @@ def main() -> None:
             print(f"round {round_no}: decode-only consumer ...", file=sys.stderr)
             baseline_runs.append(decode_only(bootstrap, [live, canary], args.events))
             print(f"round {round_no}: driftgate ingest ...", file=sys.stderr)
-            ingest_runs.append(sidecar_ingest(bootstrap, args.client, live, canary, args.events))
+            ingest_runs.append(sidecar_ingest(bootstrap, args.client, live, canary, args.events, args.max_open))
         baseline_s = min(baseline_runs)
         ingest_s, state_figures = min(ingest_runs, key=lambda run: run[0])
     finally:
@@ -143,6 +144,7 @@ def main() -> None:
     figures = {
         "events": args.events,
         "rounds": args.rounds,
+        "max_open_requests": args.max_open,
         "client": args.client,
         "events_per_s": round(args.events / ingest_s),
         "decode_only_events_per_s": round(args.events / baseline_s),

@@ -161,6 +161,12 @@ class ConfluentSource(_Assignment):
             # past queued.min.messages; at 1000 ms (the default) a consumer that keeps up
             # still stalls for a second now and then, which cuts throughput by up to 10x.
             "fetch.queue.backoff.ms": 20,
+            # Small fetches per partition keep the live, canary and feedback topics moving
+            # together when catching up a backlog; one large fetch would read a whole topic
+            # ahead of the other, and its requests would leave the join before their pairs came.
+            "max.partition.fetch.bytes": 262_144,
+            # The prefetched backlog held in memory, per partition.
+            "queued.max.messages.kbytes": 8_192,
             **settings.options,
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": settings.group_id,

@@ -183,7 +183,8 @@ def test_sqlite_store_saves_loads_and_replaces(tmp_path: Path) -> None:
 
 
 class FailingBetweenWrites(SqliteCheckpointStore):
-    def _delete_older(self, seq: int) -> None:
+    def _insert(self, seq: int, snapshot: bytes, digest: str) -> None:
+        # The previous snapshot has been deleted in this transaction: the failure must bring it back.
         raise RuntimeError("the process dies between the two writes")
 
 
@@ -199,16 +200,18 @@ def test_a_failure_inside_the_transaction_leaves_the_previous_checkpoint(tmp_pat
 
 def test_a_process_killed_inside_the_transaction_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     SqliteCheckpointStore(tmp_path).save(b"previous")
-    # A child process inserts the new snapshot, then hangs before the transaction ends; SIGKILL it there.
+    # A child process deletes the old snapshot and writes the new one, then hangs before the
+    # transaction ends; SIGKILL it there.
     child = textwrap.dedent(
         f"""
         import sys, time
         from monitor.checkpoint import SqliteCheckpointStore
         class Hanging(SqliteCheckpointStore):
-            def _delete_older(self, seq):
+            def _insert(self, seq, snapshot, digest):
+                super()._insert(seq, snapshot, digest)
                 print("inside", flush=True)
                 time.sleep(60)
-        Hanging({str(tmp_path)!r}).save(b"never committed" * 1000)
+        Hanging({str(tmp_path)!r}).save(b"never committed" * 100000)
         """
     )
     process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)

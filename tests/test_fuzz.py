@@ -1,7 +1,8 @@
 """Hostile input: the decoder and the ingest fuzzed, with no crash and every message accounted for.
 
-hypothesis drives the bounded runs in the suite. With atheris installed, a coverage-guided
-run of a few seconds is part of the suite too; a longer one, from the repository root:
+hypothesis drives the bounded runs in the suite (``DRIFTGATE_FUZZ_EXAMPLES`` scales them).
+With atheris installed, a coverage-guided run of a few seconds is part of the suite too; a
+longer one, from the repository root (``make fuzz`` runs both for longer):
 
     mkdir -p fuzz-corpus && .venv/bin/python tests/test_fuzz.py -max_total_time=600 fuzz-corpus
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import types
@@ -31,6 +33,7 @@ from monitor.events import REASONS, EventDecoder, load_object
 from monitor.ingest import UNROUTED, Ingest
 from monitor.records import Record
 
+EXAMPLES = int(os.environ.get("DRIFTGATE_FUZZ_EXAMPLES", "300"))
 MAX_BYTES = 4096
 MAX_CLASSES = 8
 TOPICS = ("f.live", "f.canary", "f.feedback", "s.live", "s.canary", "s.feedback")
@@ -124,7 +127,7 @@ hostile = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=500))
 def test_load_object_returns_an_object_or_a_known_reason(value: bytes) -> None:
     try:
@@ -135,7 +138,7 @@ def test_load_object_returns_an_object_or_a_known_reason(value: bytes) -> None:
         assert isinstance(obj, dict)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(event_like(), st.booleans())
 def test_the_decoder_validates_or_refuses_with_a_known_reason(value: bytes, as_feedback: bool) -> None:
     decoder = EventDecoder(max_bytes=MAX_BYTES)
@@ -148,7 +151,7 @@ def test_the_decoder_validates_or_refuses_with_a_known_reason(value: bytes, as_f
         assert event.request_id and event.deployment
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(TOPICS) - 1), hostile), min_size=1, max_size=40))
 def test_every_hostile_message_is_processed_or_dead_lettered(values: list[tuple[int, bytes | None]]) -> None:
     feed(Ingest(fuzz_settings()), values)

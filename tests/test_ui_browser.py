@@ -116,6 +116,9 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             "name": DEPLOYMENT, "topics": topics, "classes": list(CLASSES),
             "reference": {"class_distribution": {"invoice": 0.5, "contract": 0.3, "other": 0.2}},
             "spotcheck": {"max_per_minute": 600, "priority": {"invoice": 2}},
+        }, {
+            # a second deployment without traffic: the page offers a selector
+            "name": "idle", "topics": {role: f"ui.idle.{role}.{suffix}" for role in topics},
         }],
     }
     path = directory / "driftgate.yaml"
@@ -253,6 +256,15 @@ def test_label_a_queued_case_in_chromium(running: RunningSidecar, broker: Any) -
             page.evaluate("() => window.scrollTo(0, 0)")
             page.screenshot(path=str(ARTIFACTS / "ui-desktop.png"))
             page.screenshot(path=str(ARTIFACTS / "ui-desktop-full.png"), full_page=True)
+
+            # Several deployments: a selector; the choice goes to the address, the page follows it.
+            page.select_option("#deployment", "idle")
+            page.wait_for_function("() => document.querySelector('#checks .empty') !== null")
+            assert "deployment=idle" in page.url and "token" not in page.url
+            assert page.text_content("#verdict-word") == "Pending"
+            assert page.locator("#cases li.case").count() == 0 and page.is_visible("#queue-empty")
+            page.select_option("#deployment", DEPLOYMENT)
+            page.wait_for_selector("#cases li.case")
 
             # Phone size: one column, no sideways scrolling, the buttons still there.
             phone = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)

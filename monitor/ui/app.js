@@ -154,9 +154,13 @@
   var POINT_CHECKS = { accuracy: true, class_precision: true };
   var SHARE_CHECKS = { collapse: true, disagreement: true };
 
-  function checkFigure(name, x) {
+  function checkFigure(check, x) {
+    var name = check.name;
     if (x === null || x === undefined || !isFinite(x)) return "–";
     if (POINT_CHECKS[name]) return (x > 0 ? "+" : x < 0 ? "−" : "") + Math.abs(x * 100).toFixed(1) + " points";
+    // The sequential test of the class mix measures the largest gap between class shares, in points;
+    // the fixed one a Jensen-Shannon distance.
+    if (name === "class_divergence" && check.evidence) return Math.abs(x * 100).toFixed(1) + " points";
     if (SHARE_CHECKS[name]) return pct(x, 1);
     return Number(x).toFixed(3);
   }
@@ -198,9 +202,9 @@
     if (!checks.length) list.append(el("li", { class: "empty", text: "No checks yet: no canary predictions." }));
     checks.forEach(function (check) {
       var floor = FLOOR_CHECKS[check.name];
-      var figures = "value " + checkFigure(check.name, check.value);
+      var figures = "value " + checkFigure(check, check.value);
       if (check.threshold !== null && check.threshold !== undefined) {
-        figures += " · limit " + checkFigure(check.name, check.threshold) +
+        figures += " · limit " + checkFigure(check, check.threshold) +
           (floor ? " (must not fall below)" : " (must not exceed)");
       }
       figures += check.blocking === false ? " · does not block" : " · blocking";
