@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint typecheck bench docs clean chromium
+.PHONY: demo test unit integration lint typecheck bench fuzz docs clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/checkpoint.py
+
+# Longer than the bounded runs in `make test`: a coverage-guided fuzz of the decoder and ingest
+# (its corpus kept in test-artifacts/ for the next run), then more hypothesis and schemathesis examples.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p test-artifacts/fuzz-corpus
+	cd test-artifacts && $(abspath $(BIN))/python $(abspath tests/test_fuzz.py) -max_total_time=$(FUZZ_SECONDS) fuzz-corpus
+	DRIFTGATE_FUZZ_EXAMPLES=20000 DRIFTGATE_SCHEMA_EXAMPLES=2000 \
+		$(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_api_schema.py
 
 docs: $(STAMP)
 	$(BIN)/python -c "from pathlib import Path; from monitor.config import write_reference; write_reference(Path('README.md'))"

@@ -248,7 +248,9 @@ class Sidecar:
             topic = self.settings.kafka.deadletter_topic
             for letter in dead:
                 self._sink.dead_letter(letter, topic)
-            # Dead letters must be on the broker before the offsets that skip them are committed.
+        if dead or cases:
+            # Dead letters (and picked cases) must be on the broker before the offsets that skip them
+            # are committed or checkpointed: a crash then sends them again, never loses them.
             self._sink.flush(10.0)
         if self._store is not None:
             # Right after the fold, so state and positions are of one instant; at once for a partition

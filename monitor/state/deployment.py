@@ -370,6 +370,8 @@ class DeploymentState:
             "spotcheck_labels": self.spotcheck_labels,
             "sampler": self.sampler.to_dict(),
             "review": self.review.to_list(),
+            "review_size": self.review.size,
+            "evidence_settings": vars(self.evidence_settings) if self.evidence_settings is not None else None,
             "windows": self.windows.to_dict(),
             "watermark": self.watermark,
         }
@@ -395,6 +397,9 @@ class DeploymentState:
         state.feedback = FeedbackJoin.from_dict(data["feedback"])
         state.spotcheck_labels = int(data["spotcheck_labels"])
         state.sampler.restore(data["sampler"])
+        state.review.size = int(data["review_size"])
+        settings = data["evidence_settings"]
+        state.evidence_settings = EvidenceSettings(**settings) if settings is not None else None
         for case in data["review"]:
             state.review.push(SpotcheckCase.from_dict(case))
         state.windows = Windows.from_dict(data["windows"])

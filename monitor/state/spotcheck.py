@@ -78,9 +78,14 @@ class SpotcheckSampler:
 
     def to_dict(self) -> dict[str, Any]:
         return {"minute": self.minute, "taken": self.taken, "taken_ordinary": self.taken_ordinary,
-                "offered": self.offered, "picked": self.picked}
+                "offered": self.offered, "picked": self.picked, "max_per_minute": self.max_per_minute,
+                "priority": dict(self.priority), "priority_share": self.priority_share}
 
     def restore(self, data: dict[str, Any]) -> None:
+        """Take back the counters and the policy of a checkpointed sampler."""
+        self.max_per_minute = int(data["max_per_minute"])
+        self.priority = {label: float(weight) for label, weight in data["priority"].items()}
+        self.priority_share = float(data["priority_share"])
         self.minute = float(data["minute"])
         self.taken, self.taken_ordinary = int(data["taken"]), int(data["taken_ordinary"])
         self.offered, self.picked = int(data["offered"]), int(data["picked"])
