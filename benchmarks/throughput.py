@@ -29,6 +29,7 @@ from monitor.config import parse_config
 from monitor.ingest import Ingest
 from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
+from monitor.server import tune_garbage_collection
 
 CLASSES = ("invoice", "contract", "other")
 
@@ -108,9 +109,12 @@ def main() -> None:
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--bootstrap", help="an existing broker instead of the embedded one")
     parser.add_argument("--max-open", type=int, default=100_000, help="join.max_open_requests of the sidecar")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     args = parser.parse_args()
 
+    if not args.default_gc:
+        tune_garbage_collection()  # as `driftgate run` does, for both consumers alike
     broker = None
     if args.bootstrap is None:
         broker = EmbeddedBroker()
@@ -144,6 +148,7 @@ def main() -> None:
     figures = {
         "events": args.events,
         "rounds": args.rounds,
+        "gc": "default" if args.default_gc else "tuned",
         "max_open_requests": args.max_open,
         "client": args.client,
         "events_per_s": round(args.events / ingest_s),

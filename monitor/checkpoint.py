@@ -28,8 +28,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -46,6 +47,7 @@ FORMAT = 1
 FILE_NAME = "checkpoint.sqlite"
 
 Positions = dict[tuple[str, int], int]
+Tag = TypeVar("Tag")
 
 
 class CheckpointError(DriftgateError):
@@ -280,6 +282,65 @@ class SqliteCheckpointStore:
             "INSERT INTO snapshots (name, seq, saved_at, sha256, snapshot) VALUES (?, ?, ?, ?, ?)",
             (self.name, seq, time.time(), digest, snapshot),
         )
+
+
+class BackgroundWriter(Generic[Tag]):
+    """Saves snapshots to a store from a thread of its own, so a slow disk never holds up the consumer.
+
+    Only the newest snapshot matters: one handed over while another is being written
+    replaces any still waiting. ``on_saved(tag)`` runs after each successful save; a
+    failed save is logged and left to the next one.
+    """
+
+    def __init__(self, store: CheckpointStore, on_saved: Callable[[Tag], None]) -> None:
+        self.store = store
+        self._on_saved = on_saved
+        self._changed = threading.Condition()
+        self._waiting: tuple[bytes, Tag] | None = None
+        self._writing = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="driftgate-checkpoint", daemon=True)
+        self._thread.start()
+
+    def submit(self, snapshot: bytes, tag: Tag) -> None:
+        """Hand a snapshot over to be saved (replacing one still waiting)."""
+        with self._changed:
+            self._waiting = (snapshot, tag)
+            self._changed.notify_all()
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every snapshot handed over is saved (or has failed); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._waiting is None and not self._writing, timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Save what is waiting, then stop the thread; False if that did not end within the timeout."""
+        flushed = self.flush(timeout_s)
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout_s)
+        return flushed
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting is not None or self._closed)
+                if self._waiting is None:
+                    return
+                (snapshot, tag), self._waiting = self._waiting, None
+                self._writing = True
+            try:
+                self.store.save(snapshot)
+            except Exception as error:
+                log.error("cannot write a checkpoint", exc_info=not isinstance(error, CheckpointError),
+                          extra={"error": str(error)})
+            else:
+                self._on_saved(tag)
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
 
 
 class MemoryCheckpointStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -23,6 +24,20 @@ from monitor.service import Sidecar, Source
 from monitor.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
+
+
+def tune_garbage_collection() -> None:
+    """Collect the young generation less often and leave start-up objects out of full collections.
+
+    The hot path allocates a few short-lived containers per event (parsed JSON, records)
+    and keeps hundreds of thousands of long-lived ones (open requests); with CPython's
+    default thresholds, collections that walk the whole heap then cost more than the
+    events themselves. The state holds no reference cycles, so collecting rarely loses
+    nothing.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def input_topics(settings: Settings) -> list[str]:
@@ -111,6 +126,7 @@ def uvicorn_config(settings: Settings, sidecar: Sidecar, port: int | None = None
 def run(settings: Settings) -> None:
     """Run the sidecar and its API until SIGINT or SIGTERM; then stop consuming, flush, exit."""
     sidecar = build_sidecar(settings)
+    tune_garbage_collection()
     sidecar.start()
     server = ApiServer(uvicorn_config(settings, sidecar))
     log.info("serving", extra={"host": settings.api.host, "port": settings.api.port})

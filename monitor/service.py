@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from monitor.checkpoint import (
+    BackgroundWriter,
     CheckpointError,
     CheckpointStore,
     encode,
@@ -88,8 +89,10 @@ class Sidecar:
         # committed to Kafka only once a checkpoint holds it, so Kafka is never ahead of a
         # checkpoint for a partition the checkpoint does not know.
         self._store = checkpoints
-        self._checkpointed: set[tuple[str, int]] = set()
-        self._consumed_at_checkpoint = 0
+        self._writer: BackgroundWriter[tuple[set[tuple[str, int]], int]] | None = None
+        self._checkpointed: set[tuple[str, int]] = set()  # partitions the last saved checkpoint holds
+        self._snapshotted: set[tuple[str, int]] = set()  # partitions the last snapshot taken holds
+        self._consumed_at_snapshot = 0
         self._checkpoint_due = 0.0
         # Resumed positions not yet confirmed by a record read from them (see _check_resumed_positions).
         self._unconfirmed: dict[tuple[str, int], int] = {}
@@ -116,6 +119,8 @@ class Sidecar:
             self._thread.join(timeout_s)
             # Before the flush, which may wait for an absent broker until the grace period is over.
             self.checkpoint()
+        if self._writer is not None and not self._writer.close(timeout_s):
+            log.error("the last checkpoint was not written in time", extra={"timeout_s": timeout_s})
         try:
             self.evaluate_verdicts()
         except Exception:  # the shutdown goes on: the edges are still flushed and closed
@@ -145,10 +150,12 @@ class Sidecar:
             self._last_error = f"checkpoint refused: {error}"
             log.error("checkpoint refused; nothing is consumed", extra={"error": str(error)})
             return False
+        if self._store is not None:
+            self._writer = BackgroundWriter(self._store, self._saved)
         if ingest is not None:
             self._take_over(ingest)
-            self._checkpointed = set(ingest.positions)
-            self._consumed_at_checkpoint = ingest.consumed
+            self._checkpointed = self._snapshotted = set(ingest.positions)
+            self._consumed_at_snapshot = ingest.consumed
             self._unconfirmed = dict(ingest.positions)
             self._republish = True
             log.info(
@@ -208,8 +215,8 @@ class Sidecar:
             )
             self._unconfirmed = {}
             self._take_over(Ingest(self.settings))
-            self._checkpointed = set()
-            self._consumed_at_checkpoint = 0
+            self._checkpointed, self._snapshotted = set(), set()
+            self._consumed_at_snapshot = 0
             self._republish = False
 
     def _run(self) -> None:
@@ -252,39 +259,42 @@ class Sidecar:
             # Dead letters (and picked cases) must be on the broker before the offsets that skip them
             # are committed or checkpointed: a crash then sends them again, never loses them.
             self._sink.flush(10.0)
-        if self._store is not None:
+        if self._writer is not None:
             # Right after the fold, so state and positions are of one instant; at once for a partition
             # new to the checkpoint, whose offsets are not committed to Kafka before a checkpoint holds it.
-            if self._clock() >= self._checkpoint_due or not self._checkpointed.issuperset(positions):
+            if self._clock() >= self._checkpoint_due or not self._snapshotted.issuperset(positions):
                 self.checkpoint()
-            positions = {key: offset for key, offset in positions.items() if key in self._checkpointed}
+            checkpointed = self._checkpointed
+            positions = {key: offset for key, offset in positions.items() if key in checkpointed}
         self._source.commit(positions)
 
-    def checkpoint(self) -> bool:
-        """Save the state and the positions of this instant; False when there is no store or it failed.
+    def checkpoint(self, wait_s: float | None = 0.0) -> bool:
+        """Snapshot the state and the positions of this instant and hand it to the checkpoint writer.
 
-        Called from the consumer thread after a batch, and from stop(). Never raises: a
-        checkpoint that fails is logged and tried again at the next interval.
+        Called from the consumer thread after a batch, and from stop(). The snapshot is taken
+        here, under the lock; the writer saves it from its own thread. ``wait_s`` waits that
+        long for the save (None: as long as it takes). Returns whether it is saved by then.
+        Never raises: a checkpoint that fails is logged and tried again at the next interval.
         """
-        store = self._store
-        if store is None:
+        writer = self._writer
+        if writer is None:
             return False
         self._checkpoint_due = self._clock() + self.settings.state.checkpoint_interval_s
         try:
             with self._lock:
                 consumed = self.ingest.consumed
-                if consumed == self._consumed_at_checkpoint:
-                    return True  # nothing new since the last one
-                partitions = set(self.ingest.positions)
-                snapshot = encode(self.ingest)
-            store.save(snapshot)
+                if consumed != self._consumed_at_snapshot:
+                    partitions = set(self.ingest.positions)
+                    writer.submit(encode(self.ingest), (partitions, consumed))
+                    self._snapshotted, self._consumed_at_snapshot = partitions, consumed
         except Exception as error:
-            log.error("cannot write a checkpoint", exc_info=not isinstance(error, CheckpointError),
-                      extra={"error": str(error)})
+            log.error("cannot take a checkpoint", exc_info=True, extra={"error": str(error)})
             return False
-        self._checkpointed = partitions
-        self._consumed_at_checkpoint = consumed
-        return True
+        return writer.flush(wait_s) if wait_s != 0.0 else False
+
+    def _saved(self, tag: tuple[set[tuple[str, int]], int]) -> None:
+        """From the writer's thread: a checkpoint holding these partitions is durable."""
+        self._checkpointed = tag[0]
 
     def _publish_cases(self, cases: list[SpotcheckCase]) -> None:
         """Send picked disagreements to the spot-check topic (CONTRACT §2)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -352,24 +353,54 @@ def test_offsets_of_a_partition_are_committed_only_once_a_checkpoint_holds_it(
         assert set(commit) <= set(saved)
 
 
+class StepSource(FakeSource):
+    """Hands out one batch each time the test releases one."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.released: queue.Queue[list[Record]] = queue.Queue()
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        try:
+            return self.released.get(timeout=0.05)
+        except queue.Empty:
+            return []
+
+
 def test_checkpoints_follow_the_interval_on_the_sidecar_clock(records: list[Record]) -> None:
     config = settings(state={"checkpoint_interval_s": 5})
     store = MemoryCheckpointStore()
     clock = Clock()
-    sidecar = Sidecar(config, lambda: FakeSource([]), FakeSink, clock=clock, checkpoints=store)
-    sidecar._source, sidecar._sink = FakeSource([]), FakeSink()
-    chunks = batches(records, 200)
-    for chunk in chunks[:5]:  # by now every partition has been seen (and checkpointed at once)
-        sidecar.process(chunk)
-    assert len(sidecar.ingest.positions) == 6
-    saves = store.saves
-    sidecar.process(chunks[5])
-    clock.now += 4
-    sidecar.process(chunks[6])
-    assert store.saves == saves
-    clock.now += 2
-    sidecar.process(chunks[7])
-    assert store.saves == saves + 1
+    source = StepSource()
+    sidecar = Sidecar(config, lambda: source, FakeSink, clock=clock, checkpoints=store)
+    sidecar.start()
+    consumed = 0
+
+    def step(batch: list[Record]) -> int:
+        """Release one batch, wait until it is folded in and any checkpoint it caused is saved."""
+        nonlocal consumed
+        source.released.put(batch)
+        consumed += len(batch)
+        deadline = time.monotonic() + 5
+        while sidecar.counts()["consumed"] < consumed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert sidecar._writer is not None and sidecar._writer.flush(5)
+        return store.saves
+
+    try:
+        chunks = batches(records, 200)
+        for chunk in chunks[:5]:  # by now every partition has been seen (and checkpointed at once)
+            step(chunk)
+        assert len(sidecar.ingest.positions) == 6
+        saves = store.saves
+        assert step(chunks[5]) == saves
+        clock.now += 4
+        assert step(chunks[6]) == saves
+        clock.now += 2
+        assert step(chunks[7]) == saves + 1
+    finally:
+        sidecar.stop()
+    assert store.saves == saves + 2  # and the last one at stop
 
 
 def test_a_refused_checkpoint_stops_consuming_but_not_the_process_and_is_kept(quiet_settings: Settings) -> None:
