@@ -398,9 +398,11 @@ def test_checkpoints_follow_the_interval_on_the_sidecar_clock(records: list[Reco
         assert step(chunks[6]) == saves
         clock.now += 2
         assert step(chunks[7]) == saves + 1
+        assert step(chunks[8]) == saves + 1
     finally:
         sidecar.stop()
-    assert store.saves == saves + 2  # and the last one at stop
+    assert store.saves == saves + 2  # the last one at stop, with chunk 8
+    assert decode(store.snapshot or b"", config).figures["consumed"] == consumed
 
 
 def test_a_refused_checkpoint_stops_consuming_but_not_the_process_and_is_kept(quiet_settings: Settings) -> None:
