@@ -156,7 +156,7 @@ def render(verdict: Verdict, snapshot: dict[str, Any], url: str, scenario: str, 
         f"samples: live {samples['live']}, canary {samples['canary']}, feedback {samples['feedback']}, "
         f"spot-check labels {samples['spotcheck_labels']}"
         f"   dead letters {sum(snapshot['dead_letters'].values())}   open joins {snapshot['join']['open_requests']}"
-        f"\nAPI {url}/v1/deployments/{DEPLOYMENT}/verdict   metrics {url}/metrics   Ctrl-C stops",
+        f"\npage {url}/ui   API {url}/v1/deployments/{DEPLOYMENT}/verdict   metrics {url}/metrics   Ctrl-C stops",
         style="dim",
     )
     return Group(Panel(Group(head, reasons), border_style=colour), checks, *parts, footer)
@@ -186,7 +186,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
         traffic = TrafficThread(settings, simulator, options.rate, sidecar)
         traffic.start()
         started.append(traffic.stop)
-        console.print(f"broker {broker.bootstrap}   API {api.url}   scenario {options.scenario}")
+        console.print(
+            f"broker {broker.bootstrap}   API {api.url}   page {api.url}/ui   scenario {options.scenario}"
+        )
         return _watch(sidecar, api.url, traffic, options, console)
     except KeyboardInterrupt:
         return "interrupted"
