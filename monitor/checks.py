@@ -133,24 +133,31 @@ def class_divergence(
     gap = _largest_gap(
         classes, shares(comparison.canary.vector(classes)).tolist(), shares(comparison.live.vector(classes)).tolist()
     )
-    if figures.js > threshold and figures.chi2_pvalue < settings.p_value:
+    return _judge_divergence(name, "live", figures, gap, threshold, settings.p_value, settings.blocking)
+
+
+def _judge_divergence(
+    name: str, baseline: str, figures: DivergenceFigures, gap: str, threshold: float, p_value: float, blocking: bool
+) -> CheckResult:
+    """Fail when the divergence is large and beyond chance; wait when large but not yet; else pass."""
+    if figures.js > threshold and figures.chi2_pvalue < p_value:
         return CheckResult(
-            name, _failed(settings.blocking), figures.js, threshold,
-            f"canary class distribution differs from live: JS distance {figures.js:.3f} > {threshold:.3f} "
+            name, _failed(blocking), figures.js, threshold,
+            f"canary class distribution differs from {baseline}: JS distance {figures.js:.3f} > {threshold:.3f} "
             f"(chi-square p = {figures.chi2_pvalue:.2g}, PSI {figures.psi:.3f}; {gap})",
-            settings.blocking,
+            blocking,
         )
     if figures.js > threshold:
         return CheckResult(
             name, "insufficient_data", figures.js, threshold,
-            f"canary class distribution may differ from live (JS distance {figures.js:.3f}, {gap}) "
+            f"canary class distribution may differ from {baseline} (JS distance {figures.js:.3f}, {gap}) "
             f"but not yet beyond chance (p = {figures.chi2_pvalue:.2g}); waiting for more data",
-            settings.blocking,
+            blocking,
         )
     return CheckResult(
         name, "pass", figures.js, threshold,
-        f"canary class distribution matches live: JS distance {figures.js:.3f} <= {threshold:.3f}",
-        settings.blocking,
+        f"canary class distribution matches {baseline}: JS distance {figures.js:.3f} <= {threshold:.3f}",
+        blocking,
     )
 
 
@@ -181,25 +188,7 @@ def reference_divergence(
             settings.blocking,
         )
     gap = _largest_gap(classes, shares(counts).tolist(), [e / total for e in expected])
-    if figures.js > threshold and figures.chi2_pvalue < settings.p_value:
-        return CheckResult(
-            name, _failed(settings.blocking), figures.js, threshold,
-            f"canary class distribution differs from the reference: JS distance {figures.js:.3f} > "
-            f"{threshold:.3f} (p = {figures.chi2_pvalue:.2g}; {gap})",
-            settings.blocking,
-        )
-    if figures.js > threshold:
-        return CheckResult(
-            name, "insufficient_data", figures.js, threshold,
-            f"canary may differ from the reference (JS distance {figures.js:.3f}, {gap}) "
-            f"but not yet beyond chance (p = {figures.chi2_pvalue:.2g})",
-            settings.blocking,
-        )
-    return CheckResult(
-        name, "pass", figures.js, threshold,
-        f"canary class distribution matches the reference: JS distance {figures.js:.3f}",
-        settings.blocking,
-    )
+    return _judge_divergence(name, "the reference", figures, gap, threshold, settings.p_value, settings.blocking)
 
 
 def collapse(
