@@ -1,9 +1,10 @@
-"""The `driftgate` command line (CONTRACT §5): run, gate, demo."""
+"""The `driftgate` command line (CONTRACT §5): run, gate, demo; dashboards push."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +98,52 @@ def demo(
         err.print(f"[red]demo failed:[/red] {error}")
         raise typer.Exit(1) from None
     err.print(f"last verdict: {final}")
+
+
+dashboards_app = typer.Typer(help="The shipped Grafana and Kibana dashboards.", no_args_is_help=True)
+push_app = typer.Typer(help="Import the dashboards into a server, replacing earlier versions.", no_args_is_help=True)
+dashboards_app.add_typer(push_app, name="push")
+app.add_typer(dashboards_app, name="dashboards")
+# push: 0 imported, 1 the server refused, 2 nothing (valid) to push, 3 the server cannot be reached
+PUSH_EXIT_CODES = {"refused": 1, "bad_input": 2, "unreachable": EXIT_UNREACHABLE}
+
+
+@push_app.command("grafana")
+def push_grafana(
+    url: Annotated[str, typer.Option(help="Grafana's base URL, e.g. https://grafana.example.")],
+    token: Annotated[str, typer.Option(envvar="GRAFANA_TOKEN", help="A service account token (or $GRAFANA_TOKEN).")],
+    folder: Annotated[str | None, typer.Option(help="Folder title to import into (created if missing).")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where the *.json dashboards are.")] = None,
+) -> None:
+    """Import dashboards/grafana/*.json into Grafana (overwrite)."""
+    from monitor.dashboards import push_grafana as push
+
+    _report_push("Grafana", lambda: push(url, token, folder, directory))
+
+
+@push_app.command("kibana")
+def push_kibana(
+    url: Annotated[str, typer.Option(help="Kibana's base URL, e.g. https://kibana.example:5601.")],
+    space: Annotated[str | None, typer.Option(help="Kibana space to import into (default: the default space).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="KIBANA_API_KEY", help="API key ($KIBANA_API_KEY).")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where the *.ndjson saved objects are.")] = None,
+) -> None:
+    """Import dashboards/kibana/*.ndjson through Kibana's saved-objects import API (overwrite)."""
+    from monitor.dashboards import push_kibana as push
+
+    _report_push("Kibana", lambda: push(url, space, api_key, directory))
+
+
+def _report_push(server: str, push: Callable[[], Any]) -> None:
+    from monitor.dashboards import PushError
+
+    try:
+        result = push()
+    except PushError as error:
+        err.print(f"[red]push to {server} failed:[/red] {error}", highlight=False)
+        raise typer.Exit(PUSH_EXIT_CODES[error.kind]) from None
+    for line in result.imported:
+        print(f"{server}: imported {line}")
 
 
 def main() -> None:
