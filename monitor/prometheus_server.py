@@ -1,0 +1,275 @@
+"""Prometheus and Alertmanager processes on loopback, for the demo and the tests.
+
+Both come from Debian's packages (``prometheus``, ``prometheus-alertmanager``); neither
+starts by itself after installation. Each server here gets its own directory for its
+config, data and log, listens on 127.0.0.1 only, and is stopped by its owner. Users run
+their own Prometheus with ``alerts/driftgate.rules.yml`` and ``alerts/alertmanager.yml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+
+from monitor.broker import free_port
+from monitor.errors import DriftgateError
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
+PROMETHEUS_BINARIES = ("prometheus",)
+# Debian names the Alertmanager binary after its package; upstream calls it alertmanager.
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
+LOG_TAIL_BYTES = 2000
+
+
+def find_binary(names: Sequence[str]) -> str:
+    """The path of the first of ``names`` on PATH; DriftgateError saying how to install it otherwise."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise DriftgateError(f"{' or '.join(names)} is not installed ({INSTALL_HINT})")
+
+
+def rule_files(directory: Path = ALERTS_DIR) -> list[Path]:
+    """driftgate's rule files (``*.rules.yml``) in ``directory``."""
+    files = sorted(directory.glob("*.rules.yml"))
+    if not files:
+        raise DriftgateError(f"no *.rules.yml files in {directory}")
+    return files
+
+
+class LoopbackServer:
+    """A server process on 127.0.0.1 with a config file, a data dir and a log in ``directory``."""
+
+    name = "server"
+
+    def __init__(self, directory: Path, port: int = 0, start_timeout_s: float = 30.0) -> None:
+        self.directory = directory
+        self.port = port
+        self.start_timeout_s = start_timeout_s
+        self.log_path = directory / f"{self.name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], LoopbackServer] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line of the server (its config written first)."""
+        raise NotImplementedError
+
+    def start(self) -> LoopbackServer:
+        """Start the process and return once ``/-/ready`` answers 200; DriftgateError with its log otherwise."""
+        if self.running:
+            return self
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        command = self.command()
+        with self.log_path.open("ab") as output:
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        self._finalizer = weakref.finalize(self, _kill, self._process)
+        self._wait_ready()
+        log.info(f"{self.name} started", extra={"url": self.url, "log": str(self.log_path)})
+        return self
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Terminate the process (it flushes on SIGTERM), killing it after ``grace_s``."""
+        process, self._process = self._process, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self, size: int = LOG_TAIL_BYTES) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-size:].decode("utf-8", "replace")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            process = self._process
+            assert process is not None
+            if process.poll() is not None:
+                self._process = None
+                raise DriftgateError(
+                    f"{self.name} exited with code {process.returncode} at start; log {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DriftgateError(
+                    f"{self.name} was not ready within {self.start_timeout_s:g} s; log {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class PrometheusServer(LoopbackServer):
+    """Prometheus scraping ``targets`` (job ``driftgate``), evaluating ``rules``, alerting ``alertmanagers``."""
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        directory: Path,
+        targets: Sequence[str],
+        rules: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
+        interval_s: float = 5.0,
+        port: int = 0,
+        binary: str | None = None,
+    ) -> None:
+        super().__init__(directory, port)
+        self.targets = list(targets)
+        self.rules = [Path(r).resolve() for r in rules]
+        self.alertmanagers = list(alertmanagers)
+        self.interval_s = interval_s
+        self.binary = binary
+
+    def config(self) -> dict[str, Any]:
+        """prometheus.yml: one scrape job, the rule files, the Alertmanagers."""
+        interval = f"{int(self.interval_s * 1000)}ms"
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval,
+                       "scrape_timeout": f"{int(min(self.interval_s, 10.0) * 1000)}ms"},
+            "rule_files": [str(path) for path in self.rules],
+            "scrape_configs": [{"job_name": "driftgate", "static_configs": [{"targets": self.targets}]}],
+        }
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
+        return config
+
+    def command(self) -> list[str]:
+        config_path = self.directory / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        return [
+            self.binary or find_binary(PROMETHEUS_BINARIES),
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address={HOST}:{self.port}",
+        ]
+
+    def query(self, expr: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """The result of an instant query; DriftgateError when Prometheus refuses the expression."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=timeout_s)
+        body = response.json()
+        if body.get("status") != "success":
+            raise DriftgateError(f"Prometheus refused {expr!r}: {body.get('errorType')}: {body.get('error')}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Prometheus holds now (pending and firing)."""
+        body = httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()
+        alerts: list[dict[str, Any]] = body["data"]["alerts"]
+        return alerts
+
+
+class AlertmanagerServer(LoopbackServer):
+    """Alertmanager with the given config (a dict, written to the server's directory), without clustering."""
+
+    name = "alertmanager"
+
+    def __init__(self, directory: Path, config: dict[str, Any], port: int = 0, binary: str | None = None) -> None:
+        super().__init__(directory, port)
+        self.config = config
+        self.binary = binary
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as Prometheus' alerting config wants it."""
+        return f"{HOST}:{self.port}"
+
+    def reserve_port(self) -> AlertmanagerServer:
+        """Pick the port before start, so Prometheus can be configured first."""
+        self.port = self.port or free_port()
+        return self
+
+    def command(self) -> list[str]:
+        config_path = self.directory / "alertmanager.yml"
+        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        return [
+            self.binary or find_binary(ALERTMANAGER_BINARIES),
+            f"--config.file={config_path}",
+            f"--storage.path={self.directory / 'data'}",
+            f"--web.listen-address={HOST}:{self.port}",
+            "--cluster.listen-address=",  # empty: a single instance, no gossip port
+        ]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds now."""
+        alerts: list[dict[str, Any]] = httpx.get(f"{self.url}/api/v2/alerts", timeout=10).json()
+        return alerts
+
+
+def load_alertmanager_config(path: Path = ALERTS_DIR / "alertmanager.yml") -> dict[str, Any]:
+    """The shipped Alertmanager config as a dict."""
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return config
+
+
+def with_local_receivers(config: dict[str, Any], urls: dict[str, str | None]) -> dict[str, Any]:
+    """``config`` with each named receiver replaced: a webhook to ``urls[name]``, or none (``None``).
+
+    The routes stay as shipped; only where the notifications go changes. A receiver with no
+    integration is Alertmanager's way of accepting alerts and sending them nowhere.
+    """
+    receivers = []
+    for receiver in config["receivers"]:
+        name = receiver["name"]
+        if name not in urls:
+            receivers.append(receiver)
+            continue
+        url = urls[name]
+        receivers.append({"name": name} if url is None else {
+            "name": name, "webhook_configs": [{"url": url, "send_resolved": True}]
+        })
+    return {**config, "receivers": receivers}
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
