@@ -140,7 +140,7 @@ def _report_push(server: str, push: Callable[[], Any]) -> None:
     try:
         result = push()
     except PushError as error:
-        err.print(f"[red]push to {server} failed:[/red] {error}", highlight=False)
+        err.print(f"[red]push to {server} failed:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(PUSH_EXIT_CODES[error.kind]) from None
     for line in result.imported:
         print(f"{server}: imported {line}")

@@ -112,7 +112,10 @@ def _grafana_errors(url: str) -> Iterator[None]:
         # status 0: the client's own code for "no HTTP answer" (a timeout or a transport error)
         if error.status_code == 0:
             raise PushError(f"cannot reach Grafana at {url}: {error.message}", UNREACHABLE) from None
-        raise PushError(f"refused by Grafana at {url}: {error.message}", REFUSED) from None
+        said = error.response.get("message") if isinstance(error.response, dict) else None
+        raise PushError(
+            f"refused by Grafana at {url}: HTTP {error.status_code}: {said or error.message}", REFUSED
+        ) from None
     except OSError as error:  # the HTTP library's connection errors are OSErrors
         raise PushError(f"cannot reach Grafana at {url}: {error}", UNREACHABLE) from None
 
