@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint typecheck bench fuzz docs clean chromium
+.PHONY: demo test unit integration lint typecheck bench fuzz docs clean chromium prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,18 @@ chromium:
 		apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || \
 		echo "chromium could not be installed: the browser test will be skipped"
 
+# Debian's Prometheus (with promtool) and Alertmanager (with amtool) for the alert rules' and
+# dashboard tests, installed when missing (those tests skip, saying why, if they cannot be).
+prometheus:
+	@{ command -v promtool && command -v amtool && command -v prometheus-alertmanager; } >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; } >/dev/null 2>&1 || \
+		echo "prometheus could not be installed: the alert and Prometheus tests will be skipped"
+
 demo: $(STAMP)
 	$(BIN)/driftgate demo $(ARGS)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium prometheus
 	$(BIN)/ruff check monitor tests benchmarks
 	$(BIN)/mypy monitor
 	# pytest exits 5 when it collected no tests: not a failure of the code.
@@ -30,7 +38,7 @@ test: $(STAMP) chromium
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
-integration: $(STAMP) chromium
+integration: $(STAMP) chromium prometheus
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 lint: $(STAMP)

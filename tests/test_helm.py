@@ -63,7 +63,12 @@ def config_of(objects: list[dict[str, Any]], environ: dict[str, str] | None = No
     return parse_config(raw, environ or {})
 
 
-@pytest.mark.parametrize("values", [{}, SIDECAR, {**SIDECAR, **SECRETS}], ids=["default", "sidecar", "secrets"])
+MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
+
+
+@pytest.mark.parametrize(
+    "values", [{}, SIDECAR, {**SIDECAR, **SECRETS}, MONITORING], ids=["default", "sidecar", "secrets", "monitoring"]
+)
 def test_lint_is_clean(values: dict[str, Any]) -> None:
     report = helm.lint(CHART, values, strict=True, namespace="models")
     problems = [m for m in report["messages"] if m["severity"] >= 2]
@@ -197,15 +202,36 @@ def test_monitoring_objects_follow_their_toggles(chart: Any) -> None:
     assert endpoint["port"] in {p["name"] for p in one(objects, "Service")["spec"]["ports"]}
     assert monitor["spec"]["selector"]["matchLabels"] == one(objects, "Service")["spec"]["selector"]
     (group,) = one(objects, "PrometheusRule")["spec"]["groups"]
-    (rule,) = group["rules"]
+    rule = next(r for r in group["rules"] if r["alert"] == "DriftgateNoGo")
     assert 'driftgate_verdict{verdict="no_go"}' in rule["expr"] and rule["expr"].endswith("== 1")
     assert "{{ $labels.deployment }}" in rule["annotations"]["summary"]  # left for Prometheus to fill
     only_rule = {o["kind"] for o in render(chart, {"prometheusRule": {"enabled": True}})}
     assert "PrometheusRule" in only_rule and "ServiceMonitor" not in only_rule
 
 
+def test_the_prometheus_rule_is_the_shipped_rules_file(chart: Any) -> None:
+    """The chart renders alerts/driftgate.rules.yml unchanged (with the default values)."""
+    shipped = yaml.safe_load((CHART.parent.parent / "alerts" / "driftgate.rules.yml").read_text())
+    objects = render(chart, {"prometheusRule": {"enabled": True}})
+    assert one(objects, "PrometheusRule")["spec"]["groups"] == shipped["groups"]
+
+
+def test_prometheus_rule_values_adjust_the_no_go_and_the_runbook_links(chart: Any) -> None:
+    values = {"prometheusRule": {"enabled": True, "noGoFor": "5m", "severity": "page",
+                                 "runbookBaseUrl": "https://git.example/driftgate/-/blob/v1/"}}
+    (group,) = one(render(chart, values), "PrometheusRule")["spec"]["groups"]
+    rules = {r["alert"]: r for r in group["rules"]}
+    assert rules["DriftgateNoGo"]["for"] == "5m" and rules["DriftgateNoGo"]["labels"]["severity"] == "page"
+    assert rules["DriftgateConsumerLag"]["labels"]["severity"] == "warning"  # the others as shipped
+    assert rules["DriftgateNoGo"]["annotations"]["runbook_url"] == (
+        "https://git.example/driftgate/-/blob/v1/docs/runbooks.md#driftgatenogo"
+    )
+    assert all(r["annotations"]["runbook_url"].startswith("https://git.example/") for r in rules.values())
+
+
 def test_extra_rules_join_the_group(chart: Any) -> None:
-    extra = {"alert": "DriftgateDown", "expr": "absent(driftgate_verdict)", "for": "5m"}
+    extra = {"alert": "DriftgateDeploymentAbsent", "expr": "absent(driftgate_verdict)", "for": "5m"}
     objects = render(chart, {"prometheusRule": {"enabled": True, "extraRules": [extra]}})
     (group,) = one(objects, "PrometheusRule")["spec"]["groups"]
-    assert [r["alert"] for r in group["rules"]] == ["DriftgateNoGo", "DriftgateDown"]
+    assert [r["alert"] for r in group["rules"]][0] == "DriftgateNoGo"
+    assert group["rules"][-1] == extra
