@@ -233,5 +233,5 @@ def test_extra_rules_join_the_group(chart: Any) -> None:
     extra = {"alert": "DriftgateDeploymentAbsent", "expr": "absent(driftgate_verdict)", "for": "5m"}
     objects = render(chart, {"prometheusRule": {"enabled": True, "extraRules": [extra]}})
     (group,) = one(objects, "PrometheusRule")["spec"]["groups"]
-    assert [r["alert"] for r in group["rules"]][0] == "DriftgateNoGo"
+    assert group["rules"][0]["alert"] == "DriftgateNoGo"
     assert group["rules"][-1] == extra
