@@ -18,6 +18,7 @@ from rich.text import Text
 from monitor.broker import EmbeddedBroker
 from monitor.config import Settings, parse_config
 from monitor.kafka_sink import KafkaSink
+from monitor.prometheus_server import MonitoringStack
 from monitor.server import ApiThread, build_sidecar
 from monitor.service import Sidecar
 from monitor.simulator import CLASSES, TrafficSimulator
@@ -35,6 +36,7 @@ class DemoOptions:
     port: int = 8080
     duration_s: float | None = None
     seed: int = 1
+    with_prometheus: bool = False
 
 
 def demo_settings(bootstrap: str, port: int) -> Settings:
@@ -189,6 +191,14 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
         console.print(
             f"broker {broker.bootstrap}   API {api.url}   page {api.url}/ui   scenario {options.scenario}"
         )
+        if options.with_prometheus:
+            stack = MonitoringStack(api.url.removeprefix("http://")).start()
+            started.append(stack.stop)
+            assert stack.prometheus is not None and stack.alertmanager is not None
+            console.print(
+                f"Prometheus {stack.prometheus.url}   alerts {stack.prometheus.url}/alerts   "
+                f"Alertmanager {stack.alertmanager.url}   (rules from alerts/; the no-go alert fires after 1m)"
+            )
         return _watch(sidecar, api.url, traffic, options, console)
     except KeyboardInterrupt:
         return "interrupted"

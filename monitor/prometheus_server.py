@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import tempfile
 import time
 import weakref
 from collections.abc import Sequence
@@ -273,3 +274,43 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+class MonitoringStack:
+    """Alertmanager and Prometheus with driftgate's rules, watching one sidecar: what the demo starts.
+
+    The shipped routes are kept; their receivers send nowhere (the demo stays on this
+    machine), so alerts are seen in Prometheus' and Alertmanager's own pages.
+    """
+
+    def __init__(self, target: str, directory: Path | None = None, interval_s: float = 5.0) -> None:
+        self.target = target
+        self.interval_s = interval_s
+        self._own_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="driftgate-prometheus-"))
+        self.alertmanager: AlertmanagerServer | None = None
+        self.prometheus: PrometheusServer | None = None
+
+    def start(self) -> MonitoringStack:
+        """Start Alertmanager, then Prometheus pointed at it; DriftgateError (nothing left running) on failure."""
+        config = load_alertmanager_config()
+        silent = with_local_receivers(config, {receiver["name"]: None for receiver in config["receivers"]})
+        try:
+            self.alertmanager = AlertmanagerServer(self.directory / "alertmanager", silent)
+            self.alertmanager.start()
+            self.prometheus = PrometheusServer(
+                self.directory / "prometheus", [self.target], rule_files(), [self.alertmanager.address],
+                self.interval_s,
+            )
+            self.prometheus.start()
+        except DriftgateError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in (self.prometheus, self.alertmanager):
+            if server is not None:
+                server.stop()
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
