@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from monitor.prometheus_server import PrometheusServer
 from tests.alerts.conftest import AlertReceiver, MonitoredSidecar
@@ -24,6 +25,7 @@ from tests.alerts.conftest import AlertReceiver, MonitoredSidecar
 pytestmark = pytest.mark.integration
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "grafana" / "driftgate.json"
+RULES = Path(__file__).resolve().parents[2] / "alerts" / "driftgate.rules.yml"
 # What Grafana would put in place of the dashboard's variables.
 VARIABLES = {"deployment": "collapse|good", "class": ".*", "__rate_interval": "1m", "__interval": "15s"}
 # Metrics other parts of driftgate add; a query of one the sidecar does not expose yet is skipped, saying so.
@@ -103,6 +105,20 @@ def test_the_good_canary_raises_no_no_go(
             and a["labels"]["alertname"] == "DriftgateNoGo"]
     assert held == []
     assert delivered(alert_receiver, "/deploy-gate", "DriftgateNoGo", "good") == []
+
+
+def test_prometheus_evaluates_every_rule_without_error(
+    no_go_delivered: list[dict[str, Any]], prometheus: PrometheusServer
+) -> None:
+    """Every shipped rule is loaded and its last evaluation on the sidecar's series succeeded."""
+    body = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()
+    loaded = {rule["name"]: rule for group in body["data"]["groups"] for rule in group["rules"]}
+    shipped = {rule["alert"] for rule in yaml.safe_load(RULES.read_text())["groups"][0]["rules"]}
+    assert set(loaded) == shipped
+    for name, rule in loaded.items():
+        assert rule["health"] == "ok", (name, rule.get("lastError"))
+    assert loaded["DriftgateNoGo"]["state"] == "firing"
+    assert loaded["DriftgateClassDivergence"]["state"] in {"pending", "firing"}  # the collapse moved the mix
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
