@@ -18,6 +18,7 @@ first (as long as the live answers are within the kept windows).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,9 @@ class DeploymentState:
         self.name = name
         self.fixed_classes = classes is not None
         self.classes: list[str] = list(classes or [])
-        self._class_set = set(self.classes)
+        # class name -> the one str object of that name: every answer held in the joins then
+        # shares it, rather than each keeping its own copy from the JSON parser.
+        self._class_names = {label: label for label in self.classes}
         self.max_classes = max_classes
         self.events: dict[str, int] = {"live": 0, "canary": 0, "feedback": 0}
         # role -> model version ("" when absent) -> class counts: all time, every version.
@@ -165,13 +168,13 @@ class DeploymentState:
 
         Hot path: counts are bumped on the dicts inside ClassCounts directly, on purpose.
         """
-        label = prediction.label
-        if label not in self._class_set:
-            self._admit(label)
+        label = self._class_names.get(prediction.label)
+        if label is None:
+            label = self._admit(prediction.label)
         ts = prediction.ts
         if ts > self.watermark:
             self.watermark = ts
-        version = prediction.model_version or ""
+        version = sys.intern(prediction.model_version) if prediction.model_version else ""
         by_version = self.totals[role]
         totals = by_version.get(version)
         if totals is None:
@@ -223,15 +226,16 @@ class DeploymentState:
 
     def add_feedback(self, feedback: Feedback) -> None:
         """Join one feedback event to its request and score the answers once both are here."""
-        if feedback.label is not None and feedback.label not in self._class_set:
-            self._admit(feedback.label)
+        label = feedback.label
+        if label is not None:
+            label = self._class_names.get(label) or self._admit(label)
         if feedback.ts > self.watermark:
             self.watermark = feedback.ts
         self.events["feedback"] += 1
         if feedback.source == "spotcheck":
             self.spotcheck_labels += 1
             self.review.settle(feedback.request_id)
-        truth = Truth(feedback.ts, feedback.label, feedback.correct, feedback.source)
+        truth = Truth(feedback.ts, label, feedback.correct, feedback.source)
         scored = self.feedback.add_truth(feedback.request_id, truth)
         if scored is not None:
             self._fold(scored)
@@ -269,7 +273,7 @@ class DeploymentState:
         if live_label != canary_label:
             window.disagreements += 1
 
-    def _admit(self, label: str) -> None:
+    def _admit(self, label: str) -> str:
         if self.fixed_classes:
             raise EventError(
                 UNKNOWN_CLASS, f"class {label[:64]!r} is not one of the configured classes of {self.name!r}"
@@ -280,7 +284,8 @@ class DeploymentState:
                 f"{self.name!r} already has {self.max_classes} classes (max_classes); {label[:64]!r} is refused",
             )
         self.classes.append(label)
-        self._class_set.add(label)
+        self._class_names[label] = label
+        return label
 
     def _start_comparison(self, version: str, ts: float) -> Comparison:
         live_from = ts - ts % self.windows.length_s
@@ -321,9 +326,9 @@ class DeploymentState:
     def merge(self, other: DeploymentState) -> DeploymentState:
         """Add another state of the same deployment into this one (e.g. another replica's)."""
         for label in other.classes:
-            if label not in self._class_set:
+            if label not in self._class_names:
                 self.classes.append(label)
-                self._class_set.add(label)
+                self._class_names[label] = label
         for role, count in other.events.items():
             self.events[role] += count
         for role, by_version in other.totals.items():
@@ -385,7 +390,7 @@ class DeploymentState:
         )
         if not data["fixed_classes"]:
             state.classes = list(data["classes"])
-            state._class_set = set(state.classes)
+            state._class_names = {label: label for label in state.classes}
         state.events = {role: int(n) for role, n in data["events"].items()}
         state.totals = {
             role: {version: ClassCounts(counts) for version, counts in by_version.items()}
