@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from monitor.prometheus_server import PrometheusServer
-from tests.alerts.conftest import AlertReceiver, MonitoredSidecar
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,7 @@ def wait_for(what: str, found: Callable[[], Any], timeout_s: float = 120.0) -> A
     raise AssertionError(f"{what}: not within {timeout_s:g} s")
 
 
-def delivered(receiver: AlertReceiver, path: str, alertname: str, deployment: str) -> list[dict[str, Any]]:
+def delivered(receiver: Any, path: str, alertname: str, deployment: str) -> list[dict[str, Any]]:
     """Webhook alerts received at ``path`` with this name and deployment."""
     return [
         alert for body in receiver.received.at(path) for alert in body.get("alerts", [])
@@ -52,7 +51,7 @@ def delivered(receiver: AlertReceiver, path: str, alertname: str, deployment: st
 
 
 @pytest.fixture(scope="module")
-def no_go_delivered(prometheus: PrometheusServer, alert_receiver: AlertReceiver) -> list[dict[str, Any]]:
+def no_go_delivered(prometheus: PrometheusServer, alert_receiver: Any) -> list[dict[str, Any]]:
     return wait_for(
         "DriftgateNoGo for collapse delivered to the deploy-gate webhook",
         lambda: delivered(alert_receiver, "/deploy-gate", "DriftgateNoGo", "collapse"),
@@ -60,7 +59,7 @@ def no_go_delivered(prometheus: PrometheusServer, alert_receiver: AlertReceiver)
 
 
 def test_no_go_alert_reaches_the_deploy_gate_webhook(
-    no_go_delivered: list[dict[str, Any]], alert_receiver: AlertReceiver, monitored_sidecar: MonitoredSidecar
+    no_go_delivered: list[dict[str, Any]], alert_receiver: Any, monitored_sidecar: Any
 ) -> None:
     (alert, *_) = no_go_delivered
     assert alert["status"] == "firing"
@@ -80,7 +79,7 @@ def test_no_go_alert_reaches_the_deploy_gate_webhook(
 
 
 def test_the_team_channel_hears_of_the_no_go_in_slack_form(
-    no_go_delivered: list[dict[str, Any]], alert_receiver: AlertReceiver
+    no_go_delivered: list[dict[str, Any]], alert_receiver: Any
 ) -> None:
     def slack_messages() -> list[dict[str, Any]]:
         return [
@@ -97,7 +96,7 @@ def test_the_team_channel_hears_of_the_no_go_in_slack_form(
 
 
 def test_the_good_canary_raises_no_no_go(
-    no_go_delivered: list[dict[str, Any]], prometheus: PrometheusServer, alert_receiver: AlertReceiver
+    no_go_delivered: list[dict[str, Any]], prometheus: PrometheusServer, alert_receiver: Any
 ) -> None:
     seen = prometheus.query('max_over_time(driftgate_verdict{deployment="good", verdict="no_go"}[1h])')
     assert [float(s["value"][1]) for s in seen] == [0.0]
@@ -156,7 +155,7 @@ def run_query(prometheus: PrometheusServer, expr: str) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def exposed(monitored_sidecar: MonitoredSidecar) -> str:
+def exposed(monitored_sidecar: Any) -> str:
     return httpx.get(f"{monitored_sidecar.url}/metrics", timeout=5).text
 
 
