@@ -111,6 +111,18 @@ def test_dashboard_has_the_variables_and_panels_users_look_for() -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_dashboard_panels_do_not_overlap_on_the_grid() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_grafana_payload_overwrites_by_uid_and_drops_the_numeric_id() -> None:
     payload = grafana_payload({"uid": "driftgate", "id": 7, "title": "t", "panels": []}, "f1")
     assert payload["dashboard"]["id"] is None and payload["dashboard"]["uid"] == "driftgate"

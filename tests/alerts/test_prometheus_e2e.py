@@ -171,3 +171,16 @@ def test_every_dashboard_query_returns_data(
     # Rates need two scrapes in their window; the no-go (which has fired) needed more.
     result = wait_for(f"{where}: {query} returning data", lambda: run_query(prometheus, query), 30)
     assert result
+
+
+def test_dashboard_verdict_panels_read_no_go_for_the_collapse(
+    prometheus: PrometheusServer, no_go_delivered: list[dict[str, Any]]
+) -> None:
+    """The verdict panels say what the sidecar says, not just something."""
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    current = prometheus.query(substitute(panels["Verdict"]["targets"][0]["expr"]))
+    assert {s["metric"]["deployment"]: s["metric"]["verdict"] for s in current}["collapse"] == "no_go"
+    history = prometheus.query(substitute(panels["Verdict history"]["targets"][0]["expr"]))
+    codes = {s["metric"]["deployment"]: float(s["value"][1]) for s in history}
+    assert codes["collapse"] == 3.0  # the panel's value mapping: 3 is no_go
+    assert codes["good"] in {0.0, 1.0}  # go, or pending while evidence gathers
