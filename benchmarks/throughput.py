@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from monitor.broker import EmbeddedBroker
 from monitor.config import parse_config
 from monitor.ingest import Ingest
-from monitor.kafka_source import open_source
+from monitor.kafka_source import CONSUMER_DEFAULTS, open_source
 from monitor.kafka_topics import ensure_topics
 from monitor.server import tune_garbage_collection
 
@@ -46,11 +46,13 @@ def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, u
         base = {"request_id": rid, "ts": ts, "deployment": "bench", "label": label,
                 "scores": {label: 0.8, "other" if label != "other" else "invoice": 0.2},
                 "features": {"n_pages": i % 17, "lang": "de", "text_len": 1000 + i % 5000}}
-        producer.produce(live_topic, orjson.dumps({**base, "model_version": "v1"}), rid.encode())
+        # Stamped with the request's time, as a model server producing as it answers would be.
+        stamp = int(ts * 1000)
+        producer.produce(live_topic, orjson.dumps({**base, "model_version": "v1"}), rid.encode(), timestamp=stamp)
         if i < pairs:
             canary_label = CLASSES[(i // 7) % 3]
             producer.produce(canary_topic, orjson.dumps({**base, "label": canary_label, "model_version": "v2"}),
-                             rid.encode())
+                             rid.encode(), timestamp=stamp)
         if i % 50000 == 0:
             producer.poll(0)
             print(f"produced {i:,} requests", file=sys.stderr)
@@ -59,7 +61,8 @@ def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, u
 
 def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
     """Seconds a bare consumer takes to read and JSON-parse every message."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4()}",
+    # The sidecar's own librdkafka settings: the baseline reads as fast as the sidecar's source could.
+    consumer = Consumer({**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0) for topic in topics])
     seen = 0
@@ -76,12 +79,14 @@ def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
 
 
 def sidecar_ingest(
-    bootstrap: str, client: str, live: str, canary: str, total: int, max_open: int = 100_000
+    bootstrap: str, client: str, live: str, canary: str, total: int, max_open: int = 100_000,
+    max_lead_s: float = 10.0,
 ) -> tuple[float, dict[str, int]]:
     """Seconds the sidecar's source + ingest takes for every message, and figures of the state it filled."""
     settings = parse_config({
         "kafka": {"bootstrap_servers": bootstrap, "client": client, "start_from": "earliest",
-                  "partition_assignment": "static", "group_id": f"bench-{uuid.uuid4()}"},
+                  "partition_assignment": "static", "group_id": f"bench-{uuid.uuid4()}",
+                  "max_lead_s": max_lead_s},
         "deployments": [{"name": "bench", "topics": {"live": live, "canary": canary, "feedback": f"{live}.fb"},
                          "join": {"max_open_requests": max_open, "ttl_s": 1e9}}],
     }, {})
@@ -123,6 +128,7 @@ def main() -> None:
     parser.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
     parser.add_argument("--bootstrap", help="an existing broker instead of the embedded one")
     parser.add_argument("--max-open", type=int, default=100_000, help="join.max_open_requests of the sidecar")
+    parser.add_argument("--max-lead", type=float, default=10.0, help="kafka.max_lead_s of the sidecar (0: off)")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     args = parser.parse_args()
@@ -154,7 +160,9 @@ def main() -> None:
             print(f"round {round_no}: driftgate ingest ...", file=sys.stderr)
             # The sidecar's own peak: the baseline consumer's buffers are not the sidecar's.
             reset_peak_rss()
-            ingest_runs.append(sidecar_ingest(bootstrap, args.client, live, canary, args.events, args.max_open))
+            ingest_runs.append(sidecar_ingest(
+                bootstrap, args.client, live, canary, args.events, args.max_open, args.max_lead
+            ))
             ingest_peaks.append(peak_rss_mb())
         baseline_s = min(baseline_runs)
         ingest_s, state_figures = min(ingest_runs, key=lambda run: run[0])
@@ -167,6 +175,7 @@ def main() -> None:
         "rounds": args.rounds,
         "gc": "default" if args.default_gc else "tuned",
         "max_open_requests": args.max_open,
+        "max_lead_s": args.max_lead,
         "client": args.client,
         "events_per_s": round(args.events / ingest_s),
         "decode_only_events_per_s": round(args.events / baseline_s),

@@ -44,6 +44,12 @@ class KafkaSettings(Section):
     )
     max_poll_records: int = Field(5000, ge=1, description="Most messages taken in one poll.")
     poll_timeout_s: float = Field(0.5, gt=0, description="Longest wait for a poll to return.")
+    max_lead_s: float = Field(
+        10.0, ge=0,
+        description="While catching up a backlog, no input partition reads more than this many seconds "
+        "(of message time) ahead of the slowest one with records waiting, so a request's live and canary "
+        "answers reach the join together; 0 turns it off.",
+    )
     max_message_bytes: int = Field(
         1_048_576, ge=64, description="Messages larger than this are dead-lettered as `too_large`."
     )

@@ -31,6 +31,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from monitor.alignment import EventTimeAlignment
 from monitor.config import KafkaSettings
 from monitor.errors import ConfigError, DriftgateError
 from monitor.kafka_topics import RateLimiter, kafka_error_text, librdkafka_logger
@@ -50,6 +51,19 @@ COMMIT_TIMEOUT_S = 10.0
 METADATA_RETRY_S = 1.0
 PROBE_INTERVAL_S = 2.0
 END_CHECK_INTERVAL_S = 2.0
+# librdkafka consumer settings of ours, below what kafka.options sets.
+CONSUMER_DEFAULTS: Mapping[str, Any] = {
+    "enable.partition.eof": False,
+    # librdkafka pauses a partition's fetching for this long once its local queue is
+    # past queued.min.messages; at 1000 ms (the default) a consumer that keeps up
+    # still stalls for a second now and then, which cuts throughput by up to 10x.
+    "fetch.queue.backoff.ms": 20,
+    # Small fetches per partition keep the live, canary and feedback topics moving
+    # together when catching up a backlog (see monitor.alignment for the rest).
+    "max.partition.fetch.bytes": 262_144,
+    # The prefetched backlog held in memory, per partition.
+    "queued.max.messages.kbytes": 8_192,
+}
 # librdkafka errors after which nothing can be read until something changes.
 _BLOCKING_ERRORS = frozenset(
     {KafkaError._ALL_BROKERS_DOWN, KafkaError._AUTHENTICATION, KafkaError._RESOLVE, KafkaError._SSL}
@@ -63,6 +77,7 @@ class Source(Protocol):
     def commit(self, positions: Positions) -> None: ...
     def seek(self, positions: Positions) -> None: ...
     def assigned(self) -> set[PartitionKey]: ...
+    def log_ends(self) -> dict[PartitionKey, int]: ...
     def ready(self) -> tuple[bool, str]: ...
     def close(self) -> None: ...
 
@@ -93,10 +108,32 @@ class _Assignment:
         self._down = False
         self._closed = False
         self._limiter = RateLimiter()
+        self.alignment = EventTimeAlignment(settings.max_lead_s)
+        self._ends: dict[PartitionKey, int] = {}
 
     def assigned(self) -> set[PartitionKey]:
         """The (topic, partition) pairs this source reads now."""
         return set(self._assigned)
+
+    def log_ends(self) -> dict[PartitionKey, int]:
+        """The log end offset of each partition read here, as of the last poll."""
+        return dict(self._ends)
+
+    def _align(self, records: list[Record], ends: dict[PartitionKey, int], max_records: int) -> list[Record]:
+        """Of the records a poll fetched, those whose turn has come in message time (see
+        monitor.alignment); pauses the partitions holding too many, resumes them later."""
+        alignment = self.alignment
+        alignment.ends.update(ends)
+        self._ends = dict(alignment.ends)
+        records = alignment.admit(records, time.monotonic(), max_records)
+        pause, resume = alignment.decide()
+        if pause or resume:
+            self._pause_resume(pause, resume)
+            alignment.applied(pause, resume)
+        return records
+
+    def _pause_resume(self, pause: list[PartitionKey], resume: list[PartitionKey]) -> None:
+        raise NotImplementedError
 
     def ready(self) -> tuple[bool, str]:
         """Whether every input partition is assigned (group mode: the group's share), and why not."""
@@ -132,11 +169,13 @@ class _Assignment:
 
     def _on_assigned(self, keys: list[PartitionKey]) -> None:
         self._assigned.update(keys)
+        self.alignment.started(keys, time.monotonic())
         self._group_assigned = True
         log.info("Kafka partitions assigned", extra={"partitions": _names(keys)})
 
     def _on_revoked(self, keys: list[PartitionKey]) -> None:
         self._assigned.difference_update(keys)
+        self.alignment.forget(keys)
         log.info("Kafka partitions revoked", extra={"partitions": _names(keys)})
 
     def _metadata_due(self) -> bool:
@@ -156,17 +195,7 @@ class ConfluentSource(_Assignment):
     def __init__(self, settings: KafkaSettings, topics: list[str]) -> None:
         super().__init__(settings, topics)
         config: dict[str, Any] = {
-            "enable.partition.eof": False,
-            # librdkafka pauses a partition's fetching for this long once its local queue is
-            # past queued.min.messages; at 1000 ms (the default) a consumer that keeps up
-            # still stalls for a second now and then, which cuts throughput by up to 10x.
-            "fetch.queue.backoff.ms": 20,
-            # Small fetches per partition keep the live, canary and feedback topics moving
-            # together when catching up a backlog; one large fetch would read a whole topic
-            # ahead of the other, and its requests would leave the join before their pairs came.
-            "max.partition.fetch.bytes": 262_144,
-            # The prefetched backlog held in memory, per partition.
-            "queued.max.messages.kbytes": 8_192,
+            **CONSUMER_DEFAULTS,
             **settings.options,
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": settings.group_id,
@@ -228,6 +257,7 @@ class ConfluentSource(_Assignment):
             self._check_recovered(bool(records))
         elif not records and self._assigned:
             self._reset_positions_past_the_end()
+        records = self._align(records, self._log_ends(), max_records)
         if self._pending_seeks:
             # Group mode, a seek that could not be applied yet: what came before it is not wanted.
             records = [r for r in records if (r.topic, r.partition) not in self._pending_seeks]
@@ -257,6 +287,27 @@ class ConfluentSource(_Assignment):
         if not self._closed:
             self._closed = True
             self._consumer.close()
+
+    def _log_ends(self) -> dict[PartitionKey, int]:
+        """The log end offset of each assigned partition, as the last fetch answers told (no request)."""
+        ends = {}
+        for topic, partition in self._assigned:
+            try:
+                _, end = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if end >= 0:
+                ends[(topic, partition)] = end
+        return ends
+
+    def _pause_resume(self, pause: list[PartitionKey], resume: list[PartitionKey]) -> None:
+        try:
+            if pause:
+                self._consumer.pause([TopicPartition(t, p) for t, p in pause])
+            if resume:
+                self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+        except KafkaException as error:
+            self._note_error(f"cannot pause or resume partitions: {kafka_error_text(error)}")
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -317,6 +368,8 @@ class ConfluentSource(_Assignment):
                 applied.append(partition)
         for partition in applied:
             del self._pending_seeks[(partition.topic, partition.partition)]
+        # Re-assigned (which also lifts a pause) or moved: what was known of them is void.
+        self.alignment.started([(p.topic, p.partition) for p in applied], time.monotonic())
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -435,7 +488,22 @@ class KafkaPythonSource(_Assignment):
                 )
         if self._down or not records:
             self._check_connections(bool(records))
-        return records
+        return self._align(records, self._log_ends(), max_records)
+
+    def _log_ends(self) -> dict[PartitionKey, int]:
+        """The high watermark of each assigned partition from the last fetch answers (no request)."""
+        ends = {}
+        for key in self._assigned:
+            end = self._consumer.highwater(kafka.TopicPartition(*key))
+            if end is not None:
+                ends[key] = int(end)
+        return ends
+
+    def _pause_resume(self, pause: list[PartitionKey], resume: list[PartitionKey]) -> None:
+        if pause:
+            self._consumer.pause(*[kafka.TopicPartition(t, p) for t, p in pause])
+        if resume:
+            self._consumer.resume(*[kafka.TopicPartition(t, p) for t, p in resume])
 
     def commit(self, positions: Positions) -> None:
         """Commit next-offsets-to-read of the partitions this source holds (synchronously)."""
@@ -530,6 +598,13 @@ class KafkaPythonSource(_Assignment):
             return
         for key in [key for key in self._pending_seeks if key in self._assigned]:
             self._consumer.seek(kafka.TopicPartition(*key), self._pending_seeks.pop(key))
+            self._forget_and_resume(key)
+
+    def _forget_and_resume(self, key: PartitionKey) -> None:
+        """A partition read from elsewhere now: no longer paused, its old position void."""
+        if key in self.alignment.paused:
+            self._consumer.resume(kafka.TopicPartition(*key))
+        self.alignment.started([key], time.monotonic())
 
 
 class _Listener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped

@@ -23,6 +23,7 @@ class SnapshotReader(Protocol):
 
     def snapshot(self, name: str) -> dict[str, Any]: ...
     def unrouted_dead_letters(self) -> dict[str, int]: ...
+    def consumer_lag(self) -> dict[tuple[str, str, int], int]: ...
     def webhook_counts(self) -> dict[tuple[str, str, str], int]: ...
 
 
@@ -128,7 +129,13 @@ class SidecarCollector(Collector):
             webhooks.add_metric([deployment, host, outcome], n)
         for reason, n in self.sidecar.unrouted_dead_letters().items():
             dead.add_metric([UNROUTED, reason], n)
+        lag = GaugeMetricFamily(
+            "driftgate_consumer_lag", "Records of an input partition not processed yet (as of the last poll).",
+            labels=["deployment", "role", "partition"],
+        )
+        for (deployment, role, partition), n in sorted(self.sidecar.consumer_lag().items()):
+            lag.add_metric([deployment, role, str(partition)], n)
         yield from (
             events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes,
-            precision, precision_bounds, accuracy, feedback, webhooks,
+            precision, precision_bounds, accuracy, feedback, webhooks, lag,
         )

@@ -40,6 +40,7 @@ class Source(Protocol):
     def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
     def commit(self, positions: dict[tuple[str, int], int]) -> None: ...
     def seek(self, positions: dict[tuple[str, int], int]) -> None: ...
+    def log_ends(self) -> dict[tuple[str, int], int]: ...
     def ready(self) -> tuple[bool, str]: ...
     def close(self) -> None: ...
 
@@ -432,6 +433,26 @@ class Sidecar:
         if self.delivery_counts is None:
             return {}
         return {(key[0], key[1], key[2]): n for key, n in self.delivery_counts().items()}
+
+    def consumer_lag(self) -> dict[tuple[str, str, int], int]:
+        """Records not processed yet, by (deployment, role, partition): the log end (as of the last
+        poll) less the position processed. A partition shows once a record of it was processed
+        (before, where reading starts is not known here), or when it is empty."""
+        source = self._source
+        if source is None:
+            return {}
+        ends = source.log_ends()
+        with self._lock:
+            positions = dict(self.ingest.positions)
+        lag: dict[tuple[str, str, int], int] = {}
+        for (topic, partition), end in ends.items():
+            position = positions.get((topic, partition), 0 if end == 0 else None)
+            if position is None:
+                continue
+            waiting = max(0, end - position)
+            for route in self.ingest.routes.get(topic, []):
+                lag[(route.state.name, route.role, partition)] = waiting
+        return lag
 
     def unrouted_dead_letters(self) -> dict[str, int]:
         """Dead letters by reason that belong to no configured deployment."""

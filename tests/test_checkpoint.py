@@ -267,6 +267,9 @@ class FakeSource:
     def seek(self, positions: dict[tuple[str, int], int]) -> None:
         self.seeks.append(dict(positions))
 
+    def log_ends(self) -> dict[tuple[str, int], int]:
+        return {}
+
     def ready(self) -> tuple[bool, str]:
         return True, "reading"
 

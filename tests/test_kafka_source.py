@@ -29,6 +29,7 @@ from monitor.kafka_source import (
 )
 from monitor.kafka_topics import ensure_topics
 from monitor.records import Record
+from monitor.state.join import RequestJoin
 
 CLIENTS = ["confluent", "kafka-python"]
 BASE_TS_MS = 1_780_000_000_000
@@ -340,3 +341,45 @@ def test_every_translated_option_is_a_kafka_python_keyword() -> None:
     for name, (keyword, _, roles) in KAFKA_PYTHON_OPTIONS.items():
         for role in roles:
             assert keyword in accepted[role], f"{name} -> {keyword} is not a {role} keyword"
+
+
+def _produce_answers(bootstrap: str, topic: str, count: int, pad: int) -> None:
+    """Request ids r<i> (padded to ``pad`` bytes) stamped BASE + 100 ms * i: one answer per request."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(count):
+        producer.produce(topic, f"r{i}".ljust(pad).encode(), None, timestamp=BASE_TS_MS + 100 * i)
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(20) == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("max_lead_s", [2.0, 0.0])
+def test_alignment_keeps_a_backlog_of_two_topics_together_in_message_time(
+    broker: EmbeddedBroker, topic_name: str, client: str, max_lead_s: float
+) -> None:
+    """Live answers are large and canary answers small, so each fetch brings many more canary
+    answers: unaligned, the canary topic runs hundreds of requests ahead and a small join
+    evicts them; aligned, every request pairs."""
+    live, canary = f"{topic_name}.live", f"{topic_name}.canary"
+    ensure_topics(broker.bootstrap, [live, canary])
+    count = 4000
+    _produce_answers(broker.bootstrap, live, count, pad=2000)
+    _produce_answers(broker.bootstrap, canary, count, pad=8)
+    join = RequestJoin(max_open=1000, ttl_s=1e9)
+    source = open_source(_settings(broker.bootstrap, client, max_lead_s=max_lead_s), [live, canary])
+    try:
+        for record in _drain(source, 2 * count, timeout_s=60):
+            request_id = (record.value or b"").decode().strip()
+            if record.topic == live:
+                join.add_live(request_id, "a", record.timestamp or 0.0)
+            else:
+                join.add_canary(request_id, "a", "v2", record.timestamp or 0.0)
+    finally:
+        source.close()
+    assert join.stats.paired + join.stats.evicted + len(join) >= count
+    if max_lead_s > 0:
+        assert (join.stats.paired, join.stats.evicted) == (count, 0)
+    else:
+        assert join.stats.evicted > 0  # what the alignment prevents

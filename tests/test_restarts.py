@@ -177,8 +177,10 @@ def figures(sidecar: SidecarProcess) -> dict[str, Any]:
                        for check in verdict["checks"]],
             "reasons": len(verdict["reasons"]),
         }
+    # The consumer lag is where the reading stands at the moment, not a figure of the state.
     shown["prometheus"] = sorted(
-        line for line in sidecar.get("/metrics").splitlines() if line.startswith("driftgate_")
+        line for line in sidecar.get("/metrics").splitlines()
+        if line.startswith("driftgate_") and not line.startswith("driftgate_consumer_lag")
     )
     return shown
 

@@ -215,6 +215,9 @@ def test_metrics_and_readiness(sidecar: RunningSidecar) -> None:
     text = httpx.get(f"{sidecar.url}/metrics", timeout=5).text
     assert 'driftgate_verdict{deployment="collapse",verdict="no_go"} 1.0' in text
     assert 'driftgate_dead_letters_total{deployment="good",reason="not_json"} 1.0' in text
+    # everything produced is processed, so no input partition has records waiting
+    for role in ("live", "canary"):
+        assert f'driftgate_consumer_lag{{deployment="good",partition="0",role="{role}"}} 0.0' in text
     assert httpx.get(f"{sidecar.url}/v1/deployments", timeout=5).status_code == 401
 
 

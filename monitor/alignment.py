@@ -1,0 +1,188 @@
+"""Event-time alignment of input partitions: how far each may be read ahead of the others.
+
+Catching up a backlog (a first start from ``earliest``, a restart after downtime), a
+consumer gets whatever its fetches bring, and one topic can run minutes or hours of
+traffic ahead of another. The live answers of a million requests would then wait in
+the join for canary answers still far back in their topic, and leave it, evicted,
+before those arrive. So, as Kafka Streams does for its joins, records are handed on
+in message-time order across partitions, give or take ``max_lead_s``: a record more
+than that ahead of the slowest partition that still has records to fetch is held
+back here until that partition catches up. The slowest partition's records always
+pass, so reading always goes on; a partition that has caught up holds no one back.
+A partition newly read (assigned, or sought) whose position is not known yet holds
+everyone back until its first records come, for at most ``start_grace_s``: a client's
+prefetch queue may hand out a whole other topic before them. A partition holding
+``max_held_bytes`` of records is paused at the client until half have passed, which
+bounds the memory this takes.
+
+Message time is the Kafka record timestamp (the producer's CreateTime, or the broker's
+LogAppendTime): no record is parsed here. Records without one pass at once.
+
+Held records are not yet processed, so the positions committed and checkpointed never
+pass them: a restart reads them again. Pure: the Kafka sources feed it what they read
+and apply its pause and resume decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass, field
+
+from monitor.records import Record
+
+PartitionKey = tuple[str, int]
+
+
+@dataclass
+class EventTimeAlignment:
+    """Holds back records too far ahead in message time, and says which partitions to pause."""
+
+    max_lead_s: float
+    max_held_bytes: int = 16 * 1024 * 1024
+    start_grace_s: float = 5.0
+    # partition -> message time (epoch seconds) of the last record fetched from it
+    heads: dict[PartitionKey, float] = field(default_factory=dict)
+    # partition -> offset after the last record fetched from it
+    fetched: dict[PartitionKey, int] = field(default_factory=dict)
+    # partition -> log end offset, as the client last heard it
+    ends: dict[PartitionKey, int] = field(default_factory=dict)
+    held: dict[PartitionKey, deque[Record]] = field(default_factory=dict)
+    held_bytes: dict[PartitionKey, int] = field(default_factory=dict)
+    paused: set[PartitionKey] = field(default_factory=set)
+    # partition -> monotonic time until which it is waited for: read from a position not known yet
+    starting: dict[PartitionKey, float] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_lead_s > 0
+
+    def started(self, keys: list[PartitionKey], now: float) -> None:
+        """These partitions are read from a position not known yet (newly assigned, or sought)."""
+        self.forget(keys)
+        for key in keys:
+            self.starting[key] = now + self.start_grace_s
+
+    def admit(self, records: list[Record], now: float, max_records: int | None = None) -> list[Record]:
+        """Of a batch just fetched (in offset order per partition), the records to process now,
+        with any held ones whose turn has come, at most ``max_records`` beyond the batch's own
+        size; the rest are kept for a later call. ``now`` is a monotonic clock, for the grace of
+        partitions not heard from yet."""
+        last = {(record.topic, record.partition): record for record in records}
+        for key, record in last.items():
+            self.fetched[key] = record.offset + 1
+            self.starting.pop(key, None)
+            if record.timestamp is not None:
+                self.heads[key] = record.timestamp
+        if not self.enabled:
+            return records
+        cap = max(len(records), max_records or 0) if max_records is not None else None
+        if self._still_starting(now):
+            return self._release(records, None, float("-inf"), cap)
+        pacer = self._pacer()
+        if pacer is None:
+            return self._release(records, None, float("inf"), cap) if self.held else records
+        limit = self.heads[pacer] + self.max_lead_s
+        if not self.held and all(
+            record.timestamp is None or record.timestamp <= limit for record in last.values()
+        ):
+            return records  # the common case: nothing ahead, nothing waiting
+        return self._release(records, pacer, limit, cap)
+
+    def _still_starting(self, now: float) -> bool:
+        """Whether a partition not heard from yet may still have older records coming."""
+        for key, deadline in list(self.starting.items()):
+            # An empty partition (end 0) has nothing to wait for.
+            if now >= deadline or self.ends.get(key) == 0:
+                del self.starting[key]
+        return bool(self.starting)
+
+    def _pacer(self) -> PartitionKey | None:
+        """The partition furthest behind in message time among those with records left to fetch."""
+        behind = [
+            (self.heads[key], key)
+            for key, end in self.ends.items()
+            if key in self.heads and end > self.fetched.get(key, end)
+        ]
+        return min(behind)[1] if behind else None
+
+    def _release(
+        self, records: list[Record], pacer: PartitionKey | None, limit: float, cap: int | None
+    ) -> list[Record]:
+        """Queue the batch, then take from each queue what is due, merged in message-time order."""
+        held, held_bytes = self.held, self.held_bytes
+        for record in records:
+            key = (record.topic, record.partition)
+            queue = held.get(key)
+            if queue is None:
+                queue = held[key] = deque()
+                held_bytes[key] = 0
+            queue.append(record)
+            held_bytes[key] += _size(record)
+        runs: list[list[Record]] = []
+        for key, queue in held.items():
+            if key == pacer:
+                run = list(queue)  # the pacer always moves on, whatever its timestamps do
+            else:
+                run = []
+                for record in queue:
+                    if record.timestamp is not None and record.timestamp > limit:
+                        break
+                    run.append(record)
+            if run:
+                runs.append(run)
+        # A merge keeps each partition's records in offset order (positions depend on it) and
+        # lets a request's two answers reach the join close together.
+        ready = runs[0] if len(runs) == 1 else list(heapq.merge(*runs, key=_time))
+        if cap is not None:
+            del ready[cap:]
+        for record in ready:
+            key = (record.topic, record.partition)
+            held[key].popleft()
+            held_bytes[key] -= _size(record)
+        for key in [key for key, queue in held.items() if not queue]:
+            del held[key], held_bytes[key]
+        return ready
+
+    def decide(self) -> tuple[list[PartitionKey], list[PartitionKey]]:
+        """The partitions to pause now (too much held) and to resume now (half of it passed)."""
+        half = self.max_held_bytes // 2
+        pause = sorted(
+            key for key, size in self.held_bytes.items() if key not in self.paused and size >= self.max_held_bytes
+        )
+        resume = sorted(key for key in self.paused if self.held_bytes.get(key, 0) <= half)
+        return pause, resume
+
+    def applied(self, paused: list[PartitionKey], resumed: list[PartitionKey]) -> None:
+        """Record that the client paused and resumed these partitions."""
+        self.paused.update(paused)
+        self.paused.difference_update(resumed)
+
+    def lags(self) -> dict[PartitionKey, int]:
+        """Records of each partition not processed yet (left to fetch, or held here): the consumer lag."""
+        return {
+            key: max(0, end - self.fetched[key]) + len(self.held.get(key, ()))
+            for key, end in self.ends.items()
+            if key in self.fetched
+        }
+
+    def forget(self, keys: list[PartitionKey]) -> None:
+        """Drop what is known and held of partitions no longer read here, or read from elsewhere
+        after a seek (their held records will be fetched again from the new position)."""
+        for key in keys:
+            self.heads.pop(key, None)
+            self.fetched.pop(key, None)
+            self.ends.pop(key, None)
+            self.held.pop(key, None)
+            self.held_bytes.pop(key, None)
+            self.paused.discard(key)
+            self.starting.pop(key, None)
+
+
+def _time(record: Record) -> float:
+    return record.timestamp if record.timestamp is not None else float("-inf")
+
+
+def _size(record: Record) -> int:
+    """What a held record costs, roughly: its value and key, and the object around them."""
+    return len(record.value or b"") + len(record.key or b"") + 100
