@@ -12,9 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
+from prometheus_client.registry import Collector
 
 from monitor.checkpoint import (
     BackgroundWriter,
@@ -28,10 +29,12 @@ from monitor.checks import live_divergence, precision_figures, reference_diverge
 from monitor.config import Settings
 from monitor.ingest import UNROUTED, Ingest
 from monitor.records import DeadLetter, Record
+from monitor.state.deployment import DeploymentState
 from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Source(Protocol):
@@ -56,6 +59,7 @@ class Sink(Protocol):
 
 
 VerdictListener = Callable[[Verdict], None]
+CaseListener = Callable[[list[SpotcheckCase]], None]
 
 
 class Sidecar:
@@ -73,6 +77,8 @@ class Sidecar:
         self.ingest = Ingest(settings)
         self.verdicts: dict[str, Verdict] = {}
         self.listeners: list[VerdictListener] = []
+        self.case_listeners: list[CaseListener] = []  # told of disagreements picked for review
+        self.collectors: list[Collector] = []  # the edges' own Prometheus collectors, served on /metrics
         # set when webhooks are configured: reads their delivery counters for /metrics
         self.delivery_counts: Callable[[], Mapping[Any, int]] | None = None
         self.started_at = clock()
@@ -251,6 +257,8 @@ class Sidecar:
             cases = [case for state in self.ingest.states.values() for case in state.drain_outbox()]
         if cases:
             self._publish_cases(cases)
+            for listener in self.case_listeners:
+                listener(cases)
         if dead:
             topic = self.settings.kafka.deadletter_topic
             for letter in dead:
@@ -368,6 +376,11 @@ class Sidecar:
                     log.exception("verdict listener failed")
 
     # -- reading ------------------------------------------------------------------------------
+
+    def read_states(self, reader: Callable[[Mapping[str, DeploymentState]], T]) -> T:
+        """What ``reader`` returns from the deployments' states, read under the consumer's lock (keep it short)."""
+        with self._lock:
+            return reader(self.ingest.states)
 
     def snapshot(self, name: str) -> dict[str, Any]:
         """The metric snapshot of one deployment as plain data (for the API and /metrics)."""
