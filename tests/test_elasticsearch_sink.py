@@ -1,0 +1,238 @@
+"""The Elasticsearch sink end to end: the real broker, a real sidecar, the real noida-db server.
+
+A simulated scenario runs in two phases, each with its own canary version (a collapsed
+canary, then a shifted one), so windows close and verdicts change in both. Between the
+phases the Elasticsearch-compatible server is stopped; the sidecar keeps consuming while
+its documents wait in the spool (visible on /metrics), and the server is started again
+with the same data directory. Afterwards every closed window, every verdict change (as
+read back from the verdicts topic) and every picked spot-check case (from the spot-check
+topic) is in Elasticsearch exactly once, with the counts the sidecar holds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from elasticsearch import Elasticsearch
+
+from monitor.broker import EmbeddedBroker
+from monitor.config import Settings, parse_config
+from monitor.elasticsearch_server import EmbeddedElasticsearch
+from monitor.elasticsearch_sink import ElasticsearchSink
+from monitor.kafka_topics import ensure_topics
+from monitor.server import ApiThread, build_sidecar, stop_elasticsearch
+from monitor.service import Sidecar
+from monitor.simulator import CLASSES, TrafficSimulator
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENT = "doc-classifier"
+START_TS = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+RATE_PER_S = 50.0
+WINDOW_S = 10.0
+PHASE_REQUESTS = 1500  # 30 s of event time per phase: three windows
+
+
+@dataclass
+class Scenario:
+    """What a finished run left behind, for the assertions."""
+
+    settings: Settings
+    prefix: str
+    snapshot: dict[str, Any]
+    verdicts: list[dict[str, Any]]
+    cases: list[dict[str, Any]]
+    spooled_while_down: int
+    metrics_while_down: str
+    client: Elasticsearch
+
+
+def _settings(broker: EmbeddedBroker, server: EmbeddedElasticsearch, suffix: str, spool: Path) -> Settings:
+    return parse_config({
+        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
+                  "poll_timeout_s": 0.2, "deadletter_topic": f"dead.{suffix}", "verdicts_topic": f"verdicts.{suffix}",
+                  "spotcheck_topic": f"spotcheck.{suffix}"},
+        "api": {"port": 0},
+        "state": {"enabled": False, "dir": str(spool)},
+        "verdict_interval_s": 0.2,
+        "elasticsearch": {"hosts": [server.url], "index_prefix": f"t-{suffix}", "flush_interval_s": 0.2,
+                          "backoff_s": 0.1, "max_backoff_s": 1.0, "request_timeout_s": 2.0, "batch_size": 100},
+        "deployments": [{
+            "name": DEPLOYMENT, "classes": list(CLASSES), "window_s": WINDOW_S,
+            "topics": {role: f"{role}.{suffix}" for role in ("live", "canary", "feedback")},
+            "policy": {"min_samples": 200},
+        }],
+    })
+
+
+def _produce(settings: Settings, scenario: str, version: str, start_ts: float, seed: int) -> int:
+    topics = settings.deployments[0].topics
+    by_role = {"live": topics.live, "canary": topics.canary, "feedback": topics.feedback}
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20})
+    simulator = TrafficSimulator(scenario, DEPLOYMENT, seed=seed, canary_version=version)
+    produced = 0
+    for event in simulator.stream(PHASE_REQUESTS, start_ts, RATE_PER_S):
+        producer.produce(by_role[event.role], orjson.dumps(event.payload), event.key.encode())
+        produced += 1
+    assert producer.flush(30) == 0
+    return produced
+
+
+def _wait(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    values: list[dict[str, Any]] = []
+    idle = time.monotonic() + 5.0
+    while time.monotonic() < idle:
+        message = consumer.poll(0.5)
+        if message is None or message.error():
+            continue
+        values.append(orjson.loads(message.value()))
+        idle = time.monotonic() + 2.0
+    consumer.close()
+    return values
+
+
+def _sink(sidecar: Sidecar) -> ElasticsearchSink:
+    return next(listener for listener in sidecar.listeners if isinstance(listener, ElasticsearchSink))
+
+
+def _count(client: Elasticsearch, pattern: str) -> int:
+    try:
+        client.indices.refresh(index=pattern)
+        return int(client.count(index=pattern)["count"])
+    except Exception:  # no index yet, or the server is starting
+        return 0
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    broker: EmbeddedBroker, elasticsearch_server: EmbeddedElasticsearch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Scenario]:
+    suffix = uuid.uuid4().hex[:10]
+    settings = _settings(broker, elasticsearch_server, suffix, tmp_path_factory.mktemp("spool"))
+    prefix = settings.elasticsearch.index_prefix if settings.elasticsearch else ""
+    deployment = settings.deployments[0]
+    ensure_topics(broker.bootstrap, [deployment.topics.live, deployment.topics.canary, deployment.topics.feedback,
+                                     settings.kafka.verdicts_topic, settings.kafka.spotcheck_topic,
+                                     settings.kafka.deadletter_topic])
+    client = Elasticsearch(elasticsearch_server.url, request_timeout=10)
+    sidecar = build_sidecar(settings)
+    sidecar.start()
+    api = ApiThread(settings, sidecar).start()
+    try:
+        sink = _sink(sidecar)
+        produced = _produce(settings, "collapse", "v42", START_TS, seed=3)
+        _wait(lambda: sidecar.counts()["consumed"] >= produced, 60, "phase 1 to be consumed")
+        # two windows closed (the third is still open): 2 windows x 2 roles x 3 classes
+        _wait(lambda: _count(client, f"{prefix}-windows-*") >= 12, 30, "phase 1 windows in Elasticsearch")
+
+        elasticsearch_server.stop()
+        produced += _produce(settings, "shift", "v43", START_TS + PHASE_REQUESTS / RATE_PER_S, seed=4)
+        _wait(lambda: sidecar.counts()["consumed"] >= produced, 60, "phase 2 to be consumed")
+        _wait(lambda: sink.spool.waiting().get((DEPLOYMENT, "window"), 0) >= 18, 30, "window documents to spool")
+        time.sleep(2.0)  # "a while": several bulk attempts fail and back off
+        spooled = len(sink.spool)
+        metrics = httpx.get(f"{api.url}/metrics", timeout=5).text
+
+        elasticsearch_server.start()
+        assert sink.flush(60), "the spool did not drain once Elasticsearch was back"
+        snapshot = sidecar.snapshot(DEPLOYMENT)
+    finally:
+        api.stop()
+        sidecar.stop()
+        stop_elasticsearch(sidecar)
+    client.indices.refresh(index=f"{prefix}-*")
+    yield Scenario(
+        settings, prefix, snapshot,
+        _read_topic(broker.bootstrap, settings.kafka.verdicts_topic),
+        _read_topic(broker.bootstrap, settings.kafka.spotcheck_topic),
+        spooled, metrics, client,
+    )
+
+
+def _all(client: Elasticsearch, pattern: str) -> list[dict[str, Any]]:
+    hits = client.search(index=pattern, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    return list(hits)
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_documents_waited_on_disk_while_elasticsearch_was_down(scenario: Scenario) -> None:
+    assert scenario.spooled_while_down >= 18
+    waiting = [
+        line for line in scenario.metrics_while_down.splitlines()
+        if line.startswith("driftgate_elasticsearch_spool_documents{") and 'kind="window"' in line
+    ]
+    assert waiting and float(waiting[0].rsplit(" ", 1)[1]) >= 18
+
+
+def test_every_closed_window_is_indexed_once_with_the_sidecars_counts(scenario: Scenario) -> None:
+    watermark = _epoch(scenario.snapshot["watermark"])
+    closed = [w for w in scenario.snapshot["windows"] if w["start"] + WINDOW_S <= watermark]
+    assert len(closed) >= 5  # both phases' windows, across the outage
+    hits = _all(scenario.client, f"{scenario.prefix}-windows-*")
+    ids = Counter(hit["_id"] for hit in hits)
+    assert max(ids.values()) == 1
+    by_key = Counter((hit["_source"]["role"], _epoch(hit["_source"]["window"]["start"]), hit["_source"]["class"])
+                     for hit in hits)
+    assert max(by_key.values()) == 1, "a window, role and class indexed twice under different ids"
+    expected = {
+        (role, window["start"], label): window[role].get(label, 0)
+        for window in closed for role in ("live", "canary") for label in CLASSES
+    }
+    indexed = {
+        (hit["_source"]["role"], _epoch(hit["_source"]["window"]["start"]), hit["_source"]["class"]):
+        hit["_source"]["count"] for hit in hits
+    }
+    assert indexed == expected
+
+
+def test_every_verdict_change_is_indexed_once(scenario: Scenario) -> None:
+    published = Counter((v["canary_version"], v["verdict"], v["evaluated_at"]) for v in scenario.verdicts)
+    assert {key[:2] for key in published} >= {("v42", "no_go"), ("v43", "no_go")}
+    hits = _all(scenario.client, f"{scenario.prefix}-verdicts-*")
+    indexed = Counter(
+        (hit["_source"]["canary_version"], hit["_source"]["verdict"], hit["_source"]["evaluated_at"]) for hit in hits
+    )
+    assert indexed == published
+    no_go = next(hit["_source"] for hit in hits if hit["_source"]["verdict"] == "no_go")
+    assert no_go["reasons"] and no_go["failed_checks"]
+    assert {check["name"] for check in no_go["checks"]} >= set(no_go["failed_checks"])
+
+
+def test_every_spotcheck_case_is_indexed_once(scenario: Scenario) -> None:
+    assert scenario.cases
+    hits = _all(scenario.client, f"{scenario.prefix}-spotcheck-*")
+    assert Counter(hit["_source"]["request_id"] for hit in hits) == Counter(c["request_id"] for c in scenario.cases)
+    first = next(hit["_source"] for hit in hits)
+    assert first["live_label"] != first["canary_label"]
+
+
+def test_nothing_was_dropped_or_refused(scenario: Scenario) -> None:
+    metrics = scenario.metrics_while_down
+    assert 'driftgate_elasticsearch_documents_total{deployment="doc-classifier",kind="window",outcome="dropped"} 0.0' \
+        in metrics
+    assert 'outcome="rejected"} 1' not in metrics
