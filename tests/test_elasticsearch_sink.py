@@ -27,13 +27,18 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from elasticsearch import Elasticsearch
 
 from monitor.broker import EmbeddedBroker
-from monitor.config import Settings, parse_config
+from monitor.config import ElasticsearchSettings, Settings, parse_config
+from monitor.elasticsearch_documents import closed_windows
 from monitor.elasticsearch_server import EmbeddedElasticsearch
 from monitor.elasticsearch_sink import ElasticsearchSink
+from monitor.events import Prediction
 from monitor.kafka_topics import ensure_topics
-from monitor.server import ApiThread, build_sidecar, stop_elasticsearch
+from monitor.server import ApiThread, build_sidecar, free_port, stop_elasticsearch
 from monitor.service import Sidecar
 from monitor.simulator import CLASSES, TrafficSimulator
+from monitor.spool import DocumentSpool
+from monitor.state.deployment import DeploymentState
+from monitor.verdict import Verdict
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +241,85 @@ def test_nothing_was_dropped_or_refused(scenario: Scenario) -> None:
     assert 'driftgate_elasticsearch_documents_total{deployment="doc-classifier",kind="window",outcome="dropped"} 0.0' \
         in metrics
     assert 'outcome="rejected"} 1' not in metrics
+
+
+# -- the sink alone, against the real server -----------------------------------------------------------
+
+
+def _verdicts(n: int) -> list[Verdict]:
+    return [
+        Verdict(DEPLOYMENT, "no_go" if i % 2 else "pending", [f"reason {i}"], [], {"live": i, "canary": i},
+                "v1", "v2", f"2027-01-15T08:00:{i:02d}.000Z")
+        for i in range(n)
+    ]
+
+
+def _window_reader(n_windows: int) -> Any:
+    state = DeploymentState(DEPLOYMENT, classes=list(CLASSES), window_s=WINDOW_S, windows_kept=n_windows + 1)
+    for i in range(int(n_windows * WINDOW_S) + 1):
+        state.add_prediction("live", Prediction(f"r{i}", DEPLOYMENT, CLASSES[i % 3], START_TS + i, "v1"))
+
+    def read(marks: Any) -> Any:
+        return closed_windows(state, None, marks.get(DEPLOYMENT, {}))
+
+    return read
+
+
+def _settings_for(url: str, prefix: str, **extra: Any) -> ElasticsearchSettings:
+    return ElasticsearchSettings.model_validate({
+        "hosts": [url], "index_prefix": prefix, "flush_interval_s": 0.1, "backoff_s": 0.05, "max_backoff_s": 0.2,
+        "request_timeout_s": 2.0, **extra,
+    })
+
+
+def test_a_full_spool_drops_the_oldest_windows_never_verdicts_and_delivers_the_rest_later(
+    elasticsearch_server: EmbeddedElasticsearch, tmp_path: Path
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "spool.sqlite"
+    away = _settings_for(f"http://127.0.0.1:{free_port()}", prefix, spool_max_documents=100)
+    sink = ElasticsearchSink(away, DocumentSpool(path, 100), [DEPLOYMENT], read_windows=_window_reader(30))
+    sink.start()
+    for verdict in _verdicts(8):
+        sink.notify(verdict)
+    _wait(lambda: sink.counts()[(DEPLOYMENT, "window", "dropped")] > 0, 10, "windows to be dropped")
+    sink.stop(0.5)
+    counts = sink.counts()
+    # 30 windows x 2 roles x 3 classes = 180 window documents, 8 verdicts, a bound of 100
+    assert counts[(DEPLOYMENT, "window", "dropped")] == 180 + 8 - 100
+    assert counts[(DEPLOYMENT, "verdict", "dropped")] == 0
+    assert counts[(DEPLOYMENT, "window", "indexed")] == 0
+
+    # the next start, with Elasticsearch there: everything that waited is delivered
+    back = ElasticsearchSink(_settings_for(elasticsearch_server.url, prefix), DocumentSpool(path, 100), [DEPLOYMENT])
+    back.start()
+    assert back.flush(30)
+    back.stop(5)
+    client = Elasticsearch(elasticsearch_server.url)
+    client.indices.refresh(index=f"{prefix}-*")
+    assert client.count(index=f"{prefix}-verdicts-*")["count"] == 8
+    windows = client.search(index=f"{prefix}-windows-*", size=1000, sort=[{"@timestamp": "asc"}])["hits"]["hits"]
+    assert len(windows) == 100 - 8
+    # the newest windows are those kept: the last indexed window is the last closed one
+    assert _epoch(windows[-1]["_source"]["window"]["start"]) == START_TS + 29 * WINDOW_S
+    assert back.counts()[(DEPLOYMENT, "window", "indexed")] == 92
+
+
+def test_a_document_elasticsearch_refuses_is_counted_and_does_not_block_the_rest(
+    elasticsearch_server: EmbeddedElasticsearch, tmp_path: Path
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    client = Elasticsearch(elasticsearch_server.url)
+    # An index made by someone else, where `deployment` is a number: a verdict document cannot go in.
+    client.indices.create(index=f"{prefix}-verdicts-2027.01.15",
+                          mappings={"properties": {"deployment": {"type": "long"}}})
+    sink = ElasticsearchSink(_settings_for(elasticsearch_server.url, prefix), DocumentSpool(tmp_path / "s", 100),
+                             [DEPLOYMENT], read_windows=_window_reader(2))
+    sink.start()
+    for verdict in _verdicts(2):
+        sink.notify(verdict)
+    assert sink.flush(30)
+    sink.stop(5)
+    counts = sink.counts()
+    assert counts[(DEPLOYMENT, "verdict", "rejected")] == 2
+    assert counts[(DEPLOYMENT, "window", "indexed")] == 2 * 2 * 3
