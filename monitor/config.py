@@ -110,6 +110,9 @@ class ElasticsearchSettings(Section):
     request_timeout_s: float = Field(10.0, gt=0, description="Longest wait for one Elasticsearch request.")
     backoff_s: float = Field(0.5, gt=0, description="First wait after a failed bulk; doubled per failure (jittered).")
     max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between two bulk attempts.")
+    ilm_policy: str | None = Field(
+        None, description="An ILM policy (made beforehand) that the index templates give every new index."
+    )
 
     @field_validator("hosts")
     @classmethod

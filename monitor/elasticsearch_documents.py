@@ -265,18 +265,23 @@ MAPPINGS: dict[Kind, dict[str, Any]] = {
 }
 
 
-def index_templates(prefix: str) -> dict[str, dict[str, Any]]:
+def index_templates(prefix: str, ilm_policy: str | None = None) -> dict[str, dict[str, Any]]:
     """Template name -> body of ``PUT _index_template/<name>``, one per kind of document.
 
     ``dynamic: false``: a field this version does not know yet is kept in the source but
     not indexed, so a newer sidecar writing to older indices never has documents refused.
+    With ``ilm_policy``, every new index is managed by that lifecycle policy (e.g. deleted
+    after 30 days).
     """
+    settings: dict[str, Any] = {"number_of_shards": 1}
+    if ilm_policy:
+        settings["index.lifecycle.name"] = ilm_policy
     return {
         f"{prefix}-{INDEX_PARTS[kind]}": {
             "index_patterns": [index_pattern(prefix, kind)],
             "priority": 200,
             "template": {
-                "settings": {"number_of_shards": 1},
+                "settings": settings,
                 "mappings": {"dynamic": False, "properties": MAPPINGS[kind]},
             },
             "_meta": {"managed_by": "driftgate", "kind": kind},

@@ -275,7 +275,7 @@ class ElasticsearchSink:
 
     def _install_templates(self, client: Elasticsearch) -> bool:
         try:
-            for name, body in index_templates(self.settings.index_prefix).items():
+            for name, body in index_templates(self.settings.index_prefix, self.settings.ilm_policy).items():
                 client.indices.put_index_template(name=name, **body)
         except (TransportError, ApiError) as error:
             self._failed("cannot install the index templates", error)

@@ -323,3 +323,26 @@ def test_a_document_elasticsearch_refuses_is_counted_and_does_not_block_the_rest
     counts = sink.counts()
     assert counts[(DEPLOYMENT, "verdict", "rejected")] == 2
     assert counts[(DEPLOYMENT, "window", "indexed")] == 2 * 2 * 3
+
+
+def test_new_indices_get_the_templates_mappings_and_lifecycle_policy(
+    elasticsearch_server: EmbeddedElasticsearch, tmp_path: Path
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:10]}"
+    settings = _settings_for(elasticsearch_server.url, prefix, ilm_policy="driftgate-30d")
+    sink = ElasticsearchSink(settings, DocumentSpool(tmp_path / "s", 100), [DEPLOYMENT],
+                             read_windows=_window_reader(1))
+    sink.start()
+    sink.notify(_verdicts(1)[0])
+    assert sink.flush(30)
+    sink.stop(5)
+    client = Elasticsearch(elasticsearch_server.url)
+    for pattern in (f"{prefix}-windows-*", f"{prefix}-verdicts-*"):
+        (_index, found), = client.indices.get(index=pattern).body.items()
+        assert found["settings"]["index"]["lifecycle"]["name"] == "driftgate-30d"
+        assert found["mappings"]["dynamic"] in (False, "false")
+    windows = client.indices.get_mapping(index=f"{prefix}-windows-*").body
+    properties = next(iter(windows.values()))["mappings"]["properties"]
+    assert properties["class"] == {"type": "keyword"} and properties["count"] == {"type": "long"}
+    verdicts = next(iter(client.indices.get_mapping(index=f"{prefix}-verdicts-*").body.values()))
+    assert verdicts["mappings"]["properties"]["checks"]["type"] == "nested"
