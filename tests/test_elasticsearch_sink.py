@@ -11,6 +11,9 @@ topic) is in Elasticsearch exactly once, with the counts the sidecar holds.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -23,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from elasticsearch import Elasticsearch
 
@@ -346,3 +350,86 @@ def test_new_indices_get_the_templates_mappings_and_lifecycle_policy(
     assert properties["class"] == {"type": "keyword"} and properties["count"] == {"type": "long"}
     verdicts = next(iter(client.indices.get_mapping(index=f"{prefix}-verdicts-*").body.values()))
     assert verdicts["mappings"]["properties"]["checks"]["type"] == "nested"
+
+
+# -- a sidecar killed and started again ----------------------------------------------------------------
+
+
+def _run_sidecar(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                                stdout=output, stderr=subprocess.STDOUT)
+
+
+def _snapshot(url: str) -> dict[str, Any] | None:
+    try:
+        answer = httpx.get(f"{url}/v1/deployments/{DEPLOYMENT}/metrics", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def _events(url: str) -> int:
+    snapshot = _snapshot(url)
+    return sum(snapshot["events"].values()) if snapshot else -1
+
+
+def test_a_killed_and_restarted_sidecar_indexes_every_window_and_verdict_once(
+    broker: EmbeddedBroker, elasticsearch_server: EmbeddedElasticsearch, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    settings = _settings(broker, elasticsearch_server, suffix, tmp_path / "state")
+    prefix = f"t-{suffix}"
+    port = free_port()
+    raw = settings.model_dump(mode="json", exclude_none=True)
+    raw["api"]["port"] = port
+    raw["state"] = {"enabled": True, "dir": str(tmp_path / "state"), "checkpoint_interval_s": 0.5}
+    raw["kafka"]["group_id"] = f"restart-{suffix}"
+    config = tmp_path / "driftgate.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    url = f"http://127.0.0.1:{port}"
+    client = Elasticsearch(elasticsearch_server.url, request_timeout=10)
+    ensure_topics(broker.bootstrap, [settings.kafka.verdicts_topic, settings.kafka.spotcheck_topic,
+                                     settings.kafka.deadletter_topic])
+
+    process = _run_sidecar(config, tmp_path / "sidecar.log")
+    try:
+        produced = _produce(settings, "collapse", "v42", START_TS, seed=5)
+        _wait(lambda: _events(url) >= produced, 90, "phase 1 to be consumed")
+        _wait(lambda: _count(client, f"{prefix}-windows-*") >= 12, 30, "phase 1 windows in Elasticsearch")
+        time.sleep(1.5)  # a checkpoint holds phase 1
+        process.kill()
+        process.wait(10)
+
+        produced += _produce(settings, "shift", "v43", START_TS + PHASE_REQUESTS / RATE_PER_S, seed=6)
+        process = _run_sidecar(config, tmp_path / "sidecar.log")
+        _wait(lambda: _events(url) >= produced, 90, "phase 2 to be consumed after the restart")
+        time.sleep(1.0)  # a round of the sink after the last event
+        snapshot = _snapshot(url)
+        assert snapshot is not None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    client.indices.refresh(index=f"{prefix}-*")
+
+    watermark = _epoch(snapshot["watermark"])
+    closed = [w for w in snapshot["windows"] if w["start"] + WINDOW_S <= watermark]
+    assert len(closed) >= 5
+    hits = _all(client, f"{prefix}-windows-*")
+    indexed = Counter((h["_source"]["role"], _epoch(h["_source"]["window"]["start"]), h["_source"]["class"])
+                      for h in hits)
+    assert max(indexed.values()) == 1
+    assert {(h["_source"]["role"], _epoch(h["_source"]["window"]["start"]), h["_source"]["class"]):
+            h["_source"]["count"] for h in hits} == {
+        (role, w["start"], label): w[role].get(label, 0) for w in closed for role in ("live", "canary")
+        for label in CLASSES}
+
+    published = Counter((v["canary_version"], v["verdict"], v["evaluated_at"])
+                        for v in _read_topic(broker.bootstrap, settings.kafka.verdicts_topic))
+    verdict_hits = _all(client, f"{prefix}-verdicts-*")
+    assert Counter((h["_source"]["canary_version"], h["_source"]["verdict"], h["_source"]["evaluated_at"])
+                   for h in verdict_hits) == published
+    assert {key[:2] for key in published} >= {("v42", "no_go"), ("v43", "no_go")}
