@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -117,8 +118,17 @@ class ElasticsearchSettings(Section):
     @field_validator("hosts")
     @classmethod
     def _http_hosts(cls, value: list[str]) -> list[str]:
-        if not value or any(not host.startswith(("http://", "https://")) for host in value):
-            raise ValueError("needs at least one http:// or https:// URL")
+        if not value or any(
+            not host.startswith(("http://", "https://")) or not urlsplit(host).hostname for host in value
+        ):
+            raise ValueError("needs at least one http:// or https:// URL with a host")
+        return value
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
         return value
 
     @field_validator("index_prefix")

@@ -397,6 +397,8 @@ def open_sink(settings: Settings, read_states: StatesReader) -> ElasticsearchSin
     """A sink for the configured cluster, its spool opened (not started)."""
     assert settings.elasticsearch is not None
     spool = DocumentSpool(spool_path(settings), settings.elasticsearch.spool_max_documents)
+    # The client is made here, not in the sink's thread, so a setting it cannot use stops the start.
     return ElasticsearchSink(
-        settings.elasticsearch, spool, [d.name for d in settings.deployments], window_reader(settings, read_states)
+        settings.elasticsearch, spool, [d.name for d in settings.deployments], window_reader(settings, read_states),
+        client=open_client(settings.elasticsearch),
     )

@@ -357,6 +357,8 @@ def test_every_top_level_config_key_is_accepted() -> None:
     ({"index_prefix": "-driftgate"}, "elasticsearch.index_prefix"),
     ({"hosts": []}, "elasticsearch.hosts"),
     ({"hosts": ["127.0.0.1:9200"]}, "elasticsearch.hosts"),
+    ({"hosts": ["http://"]}, "elasticsearch.hosts"),
+    ({"ca_certs": "/nonexistent/ca.pem"}, "elasticsearch.ca_certs"),
     ({"spool_max_documents": 10}, "elasticsearch.spool_max_documents"),
     ({"batch_size": 0}, "elasticsearch.batch_size"),
     ({"bulk_size": 10}, "elasticsearch.bulk_size"),
