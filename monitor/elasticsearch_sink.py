@@ -197,20 +197,24 @@ class ElasticsearchSink:
                 self._drain_handoff()
                 now = time.monotonic()
                 if now >= next_windows or stopping:
-                    self._collect_windows()
-                    next_windows = now + self.settings.flush_interval_s
+                    # While windows keep closing (a backlog being read), look again at once, so none
+                    # is let go by the state (it keeps `windows_kept`) before it was handed over.
+                    found = self._collect_windows()
+                    next_windows = now + (0.02 if found else self.settings.flush_interval_s)
                 if now >= self._retry_at or stopping:
                     self._send()
             except Exception:  # a bug must not end the sink: log it, try again at the next round
                 log.exception("Elasticsearch sink round failed")
             if stopping:
                 return
-            self._wake.wait(self._pause())
+            self._wake.wait(self._pause(next_windows))
             self._wake.clear()
 
-    def _pause(self) -> float:
-        until_retry = self._retry_at - time.monotonic()
-        return max(0.05, min(self.settings.flush_interval_s, until_retry if until_retry > 0 else 0.2))
+    def _pause(self, next_windows: float) -> float:
+        now = time.monotonic()
+        until_retry = self._retry_at - now
+        pause = min(self.settings.flush_interval_s, until_retry if until_retry > 0 else 0.2, next_windows - now)
+        return max(0.01, pause)
 
     def _drain_handoff(self) -> None:
         items: list[Verdict | SpotcheckCase] = []
@@ -244,12 +248,13 @@ class ElasticsearchSink:
                        "spool_max_documents": self.spool.max_documents},
             )
 
-    def _collect_windows(self) -> None:
+    def _collect_windows(self) -> int:
+        """Spool the windows closed since the last look; how many there were."""
         if self.read_windows is None:
-            return
+            return 0
         reports = self.read_windows(self._marks)
         if not reports:
-            return
+            return 0
         prefix = self.settings.index_prefix
         self._spool([document for report in reports for document in window_documents(report, prefix)])
         for deployment in {report.deployment for report in reports}:
@@ -261,6 +266,7 @@ class ElasticsearchSink:
             for start in [start for start in marks if start < keep_from]:
                 del marks[start]
             self.spool.mark_windows(deployment, {r.window.start: r.signature for r in mine}, keep_from)
+        return len(reports)
 
     def _send(self) -> None:
         """Send the spool in bulk requests until it is empty, a request fails or the deadline is over."""
