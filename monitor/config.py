@@ -114,6 +114,11 @@ class ElasticsearchSettings(Section):
     ilm_policy: str | None = Field(
         None, description="An ILM policy (made beforehand) that the index templates give every new index."
     )
+    replica: str | None = Field(
+        None,
+        description="This sidecar's name when several share a deployment (each reading its own partitions): "
+        "part of window ids, so their windows add up instead of replacing each other.",
+    )
 
     @field_validator("hosts")
     @classmethod

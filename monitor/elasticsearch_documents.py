@@ -128,8 +128,12 @@ def _interval(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: item[key] for key in ("estimate", "lower", "upper", "labelled")}
 
 
-def window_documents(report: WindowReport, prefix: str) -> list[Document]:
-    """One document per role and class of a closed window (every known class, zeros included)."""
+def window_documents(report: WindowReport, prefix: str, replica: str | None = None) -> list[Document]:
+    """One document per role and class of a closed window (every known class, zeros included).
+
+    ``replica`` names the sidecar when several share a deployment: each writes its own part of
+    the window, under its own ids, and Kibana sums them.
+    """
     window, classes = report.window, list(report.classes)
     start, end = window.start, window.start + report.length_s
     counts = {"live": window.live.vector(classes), "canary": window.canary.vector(classes)}
@@ -155,6 +159,8 @@ def window_documents(report: WindowReport, prefix: str) -> list[Document]:
             "disagreement_rate": window.disagreements / window.pairs if window.pairs else None,
             "divergence": divergence,
         }
+        if replica is not None:
+            shared["replica"] = replica
         if report.reference and total:
             figures = reference_divergence_figures(classes, role_counts, dict(report.reference))
             shared["reference_divergence"] = {"js": figures.js, "psi": figures.psi,
@@ -166,7 +172,8 @@ def window_documents(report: WindowReport, prefix: str) -> list[Document]:
             body = {**shared, "class": label, "count": count, "share": count / total if total else None}
             if feedback is not None:
                 body["precision"] = _interval(feedback["precision"][label])
-            doc_id = document_id("window", report.deployment, role, f"{start:.3f}", label)
+            parts = ("window", report.deployment, role, f"{start:.3f}", label)
+            doc_id = document_id(*parts, replica) if replica is not None else document_id(*parts)
             documents.append(Document("window", report.deployment, index, doc_id, body))
     return documents
 
@@ -237,7 +244,7 @@ MAPPINGS: dict[Kind, dict[str, Any]] = {
     "window": {
         "@timestamp": _DATE,
         "window": {"properties": {"start": _DATE, "end": _DATE, "length_s": _FLOAT}},
-        "deployment": _KEYWORD, "role": _KEYWORD, "class": _KEYWORD,
+        "deployment": _KEYWORD, "role": _KEYWORD, "class": _KEYWORD, "replica": _KEYWORD,
         "count": _LONG, "share": _FLOAT, "total": _LONG,
         "model_versions": _KEYWORD, "canary_version": _KEYWORD, "live_version": _KEYWORD,
         "pairs": _LONG, "disagreements": _LONG, "disagreement_rate": _FLOAT,

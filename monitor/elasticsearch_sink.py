@@ -256,7 +256,8 @@ class ElasticsearchSink:
         if not reports:
             return 0
         prefix = self.settings.index_prefix
-        self._spool([document for report in reports for document in window_documents(report, prefix)])
+        replica = self.settings.replica
+        self._spool([document for report in reports for document in window_documents(report, prefix, replica)])
         for deployment in {report.deployment for report in reports}:
             mine = [report for report in reports if report.deployment == deployment]
             marks = self._marks.setdefault(deployment, {})

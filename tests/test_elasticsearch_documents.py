@@ -92,6 +92,17 @@ def test_a_window_sent_is_not_sent_again_unless_a_late_event_changes_it() -> Non
     assert next(d.body["total"] for d in documents if d.body["role"] == "live") == 101
 
 
+def test_replicas_of_one_deployment_write_their_windows_under_their_own_ids() -> None:
+    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    feed(state, 150, DAY, rate=10.0)
+    report = closed_windows(state, None, {})[0]
+    alone = {d.doc_id for d in window_documents(report, "dg")}
+    first = window_documents(report, "dg", replica="a")
+    second = {d.doc_id for d in window_documents(report, "dg", replica="b")}
+    assert len(alone | {d.doc_id for d in first} | second) == 3 * len(alone)
+    assert {d.body["replica"] for d in first} == {"a"}
+
+
 def test_reference_divergence_per_role_when_a_reference_is_configured() -> None:
     state = DeploymentState("d", classes=CLASSES, window_s=10.0)
     feed(state, 150, DAY, rate=10.0)
@@ -152,7 +163,7 @@ def test_every_field_written_is_mapped_explicitly() -> None:
     feed(state, 150, DAY, rate=10.0)
     report = closed_windows(state, {"invoice": 0.5, "contract": 0.3, "other": 0.2}, {})[0]
     documents: list[Document] = [
-        *window_documents(report, "dg"),
+        *window_documents(report, "dg", replica="a"),
         verdict_document(verdict("2027-01-15T10:00:00.000Z"), "dg", DAY),
         spotcheck_document(SpotcheckCase("r", "d", "a", "b", {"a": 1.0}, {"b": 1.0}, {"f": 1}, DAY), "dg"),
     ]
