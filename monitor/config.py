@@ -107,7 +107,7 @@ class ElasticsearchSettings(Section):
         10_000, ge=10, description="Documents waiting in memory for the sink's thread; past it they go to disk."
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="Most documents in one bulk request.")
-    flush_interval_s: float = Field(2.0, gt=0, description="Seconds between looks for closed windows and sends.")
+    flush_interval_s: float = Field(2.0, gt=0, description="Longest wait before waiting documents are sent.")
     request_timeout_s: float = Field(10.0, gt=0, description="Longest wait for one Elasticsearch request.")
     backoff_s: float = Field(0.5, gt=0, description="First wait after a failed bulk; doubled per failure (jittered).")
     max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between two bulk attempts.")

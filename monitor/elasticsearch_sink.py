@@ -1,15 +1,19 @@
 """The Elasticsearch sink: closed windows, verdict changes and spot-check cases, indexed in bulk.
 
-It never slows the consumer. The consumer's thread only hands verdicts and picked cases
-over to a bounded in-memory queue (when that is full, they go straight to the on-disk
-spool). The sink's own thread does the rest:
+It never slows the consumer. The consumer's thread only hands verdicts, picked cases and
+copies of the windows that closed in a batch (:meth:`ElasticsearchSink.on_batch`, a look
+at the kept windows' counters) over to a bounded in-memory queue; when that is full they
+go straight to the on-disk spool. The sink's own thread does the rest:
 
-1. moves what was handed over into the spool (:mod:`monitor.spool`, SQLite), so a
-   document survives an outage of Elasticsearch and a restart of the sidecar;
-2. every ``flush_interval_s`` looks for windows that closed since it last looked (one
-   short read of the state under the sidecar's lock) and spools their documents;
-3. installs the index templates once, then sends the spool's oldest documents in bulk
-   requests of ``batch_size``, and takes out what Elasticsearch acknowledged.
+1. builds the documents and moves them into the spool (:mod:`monitor.spool`, SQLite), so
+   a document survives an outage of Elasticsearch and a restart of the sidecar;
+2. installs the index templates once, then sends the spool's oldest documents in bulk
+   requests of ``batch_size`` (at least every ``flush_interval_s``), and takes out what
+   Elasticsearch acknowledged.
+
+Windows are looked at after every batch, not from time to time, so a window the state
+lets go (it keeps ``windows_kept``) has always been handed over first, however fast a
+backlog is read.
 
 A failed bulk request (Elasticsearch away, 429, 5xx) leaves the documents in the spool
 and waits before the next attempt: ``backoff_s``, doubled per failure up to
@@ -31,7 +35,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +63,7 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = ("indexed", "rejected", "dropped")
 MAX_MARKS = 10_000  # windows remembered as sent, per deployment
-# Reads the windows closed since the marks given (deployment -> start -> signature sent).
-WindowReader = Callable[[Mapping[str, Mapping[float, str]]], list[WindowReport]]
+Item = Verdict | SpotcheckCase | WindowReport
 
 
 def open_client(settings: ElasticsearchSettings) -> Elasticsearch:
@@ -89,9 +92,10 @@ def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random
 class ElasticsearchSink:
     """Indexes the sidecar's windows, verdict changes and spot-check cases from its own thread.
 
-    Wire it as a verdict listener (``sidecar.listeners``) and a case listener
-    (``sidecar.case_listeners``), give it a window reader, :meth:`start` it, and
-    :meth:`stop` it after the sidecar has stopped, so the last verdicts go out too.
+    Wire it as a verdict listener (``sidecar.listeners``), a case listener
+    (``sidecar.case_listeners``) and a batch listener (``sidecar.batch_listeners``),
+    :meth:`start` it, and :meth:`stop` it after the sidecar has stopped, so the last
+    verdicts go out too.
     """
 
     def __init__(
@@ -99,22 +103,25 @@ class ElasticsearchSink:
         settings: ElasticsearchSettings,
         spool: DocumentSpool,
         deployments: Sequence[str],
-        read_windows: WindowReader | None = None,
+        references: Mapping[str, Mapping[str, float] | None] | None = None,
         client: Elasticsearch | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.spool = spool
         self.deployments = list(deployments)
-        self.read_windows = read_windows
+        self.references = dict(references or {})
         self._client = client
         self._rng = rng or random.Random()
-        self._handoff: queue.Queue[Verdict | SpotcheckCase] = queue.Queue(settings.handoff_size)
+        self._handoff: queue.Queue[Item] = queue.Queue(settings.handoff_size)
         self._counts: dict[tuple[str, str, str], int] = {
             (deployment, kind, outcome): 0 for deployment in deployments for kind in KINDS for outcome in OUTCOMES
         }
         self._counts_lock = threading.Lock()
+        self._queued = self._stored = 0  # items put on the hand-off, and taken from it into the spool
+        # windows handed over: deployment -> start -> signature (read and written by on_batch only)
         self._marks = spool.window_marks()
+        self._watermarks: dict[str, float] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline = float("inf")
@@ -135,16 +142,40 @@ class ElasticsearchSink:
         """Disagreements were picked for review."""
         self._hand_over(cases)
 
-    def _hand_over(self, items: Sequence[Verdict | SpotcheckCase]) -> None:
-        spill: list[Verdict | SpotcheckCase] = []
+    def on_batch(self, states: Mapping[str, DeploymentState]) -> None:
+        """After a batch, where the states may be read: hand over copies of the windows that closed.
+
+        Hot path, on purpose short: a deployment whose watermark did not move is skipped, and
+        otherwise only the kept windows' counters are compared with what was handed over.
+        """
+        for name, state in states.items():
+            if self._watermarks.get(name) == state.watermark:
+                continue
+            self._watermarks[name] = state.watermark
+            marks = self._marks.setdefault(name, {})
+            reports = closed_windows(state, self.references.get(name), marks)
+            if not reports:
+                continue
+            for report in reports:
+                marks[report.window.start] = report.signature
+            if len(marks) > MAX_MARKS:  # the oldest are of windows let go long ago: they never change again
+                for start in sorted(marks)[: len(marks) - MAX_MARKS]:
+                    del marks[start]
+            self._hand_over(reports)
+
+    def _hand_over(self, items: Sequence[Item]) -> None:
+        spill: list[Item] = []
         for item in items:
             try:
                 self._handoff.put_nowait(item)
             except queue.Full:
                 spill.append(item)
+            else:
+                with self._counts_lock:
+                    self._queued += 1
         if spill:
             # The sink's thread is behind (a slow cluster): straight to disk, never wait for it.
-            self._spool(self._documents(spill))
+            self._store(spill)
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -169,7 +200,9 @@ class ElasticsearchSink:
         """Wait until everything handed over is indexed (for tests and the demo); whether it was."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._handoff.empty() and not len(self.spool):
+            with self._counts_lock:
+                taken = self._queued == self._stored
+            if taken and not len(self.spool):
                 return True
             self._wake.set()
             time.sleep(0.05)
@@ -190,48 +223,51 @@ class ElasticsearchSink:
     # -- the sink's thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_windows = 0.0
         while True:
             stopping = self._stopping.is_set()
             try:
                 self._drain_handoff()
-                now = time.monotonic()
-                if now >= next_windows or stopping:
-                    # While windows keep closing (a backlog being read), look again at once, so none
-                    # is let go by the state (it keeps `windows_kept`) before it was handed over.
-                    found = self._collect_windows()
-                    next_windows = now + (0.02 if found else self.settings.flush_interval_s)
-                if now >= self._retry_at or stopping:
+                if time.monotonic() >= self._retry_at or stopping:
                     self._send()
             except Exception:  # a bug must not end the sink: log it, try again at the next round
                 log.exception("Elasticsearch sink round failed")
             if stopping:
                 return
-            self._wake.wait(self._pause(next_windows))
+            self._wake.wait(self._pause())
             self._wake.clear()
 
-    def _pause(self, next_windows: float) -> float:
-        now = time.monotonic()
-        until_retry = self._retry_at - now
-        pause = min(self.settings.flush_interval_s, until_retry if until_retry > 0 else 0.2, next_windows - now)
-        return max(0.01, pause)
+    def _pause(self) -> float:
+        until_retry = self._retry_at - time.monotonic()
+        return max(0.05, min(self.settings.flush_interval_s, until_retry if until_retry > 0 else 0.2))
 
     def _drain_handoff(self) -> None:
-        items: list[Verdict | SpotcheckCase] = []
+        items: list[Item] = []
         while True:
             try:
                 items.append(self._handoff.get_nowait())
             except queue.Empty:
                 break
-        self._spool(self._documents(items))
+        self._store(items)
+        with self._counts_lock:
+            self._stored += len(items)
 
-    def _documents(self, items: Sequence[Verdict | SpotcheckCase]) -> list[Document]:
-        prefix, now = self.settings.index_prefix, time.time()
-        return [
-            verdict_document(item.to_dict(), prefix, now) if isinstance(item, Verdict)
-            else spotcheck_document(item, prefix)
-            for item in items
-        ]
+    def _store(self, items: Sequence[Item]) -> None:
+        """Build the documents of what was handed over, spool them, and remember the windows sent."""
+        prefix, replica, now = self.settings.index_prefix, self.settings.replica, time.time()
+        documents: list[Document] = []
+        windows: dict[str, dict[float, str]] = {}
+        for item in items:
+            if isinstance(item, Verdict):
+                documents.append(verdict_document(item.to_dict(), prefix, now))
+            elif isinstance(item, SpotcheckCase):
+                documents.append(spotcheck_document(item, prefix))
+            else:
+                documents.extend(window_documents(item, prefix, replica))
+                windows.setdefault(item.deployment, {})[item.window.start] = item.signature
+        self._spool(documents)
+        for deployment, marks in windows.items():
+            # Forget marks older than MAX_MARKS windows before the newest: as on_batch does in memory.
+            self.spool.mark_windows(deployment, marks, max(marks) - MAX_MARKS * _window_length(items, deployment))
 
     def _spool(self, documents: list[Document]) -> None:
         dropped = self.spool.put(documents)
@@ -247,27 +283,6 @@ class ElasticsearchSink:
                 extra={"deployment": deployment, "kind": kind, "dropped": n,
                        "spool_max_documents": self.spool.max_documents},
             )
-
-    def _collect_windows(self) -> int:
-        """Spool the windows closed since the last look; how many there were."""
-        if self.read_windows is None:
-            return 0
-        reports = self.read_windows(self._marks)
-        if not reports:
-            return 0
-        prefix = self.settings.index_prefix
-        replica = self.settings.replica
-        self._spool([document for report in reports for document in window_documents(report, prefix, replica)])
-        for deployment in {report.deployment for report in reports}:
-            mine = [report for report in reports if report.deployment == deployment]
-            marks = self._marks.setdefault(deployment, {})
-            marks.update({report.window.start: report.signature for report in mine})
-            # Bounded: the oldest marks are of windows the state let go long ago; they never change again.
-            keep_from = min(marks) if len(marks) <= MAX_MARKS else sorted(marks)[-MAX_MARKS]
-            for start in [start for start in marks if start < keep_from]:
-                del marks[start]
-            self.spool.mark_windows(deployment, {r.window.start: r.signature for r in mine}, keep_from)
-        return len(reports)
 
     def _send(self) -> None:
         """Send the spool in bulk requests until it is empty, a request fails or the deadline is over."""
@@ -380,32 +395,17 @@ class SinkCollector(Collector):
         yield waiting
 
 
-StatesReader = Callable[[Callable[[Mapping[str, DeploymentState]], list[WindowReport]]], list[WindowReport]]
-
-
-def window_reader(settings: Settings, read_states: StatesReader) -> WindowReader:
-    """Reads the windows closed since the marks, from the sidecar's states (``Sidecar.read_states``)."""
-    references = {d.name: d.reference.class_distribution for d in settings.deployments}
-
-    def read(marks: Mapping[str, Mapping[float, str]]) -> list[WindowReport]:
-        def reports(states: Mapping[str, DeploymentState]) -> list[WindowReport]:
-            return [
-                report
-                for name, state in states.items()
-                for report in closed_windows(state, references.get(name), marks.get(name, {}))
-            ]
-
-        return read_states(reports)
-
-    return read
-
-
-def open_sink(settings: Settings, read_states: StatesReader) -> ElasticsearchSink:
+def open_sink(settings: Settings) -> ElasticsearchSink:
     """A sink for the configured cluster, its spool opened (not started)."""
     assert settings.elasticsearch is not None
     spool = DocumentSpool(spool_path(settings), settings.elasticsearch.spool_max_documents)
+    references = {d.name: d.reference.class_distribution for d in settings.deployments}
     # The client is made here, not in the sink's thread, so a setting it cannot use stops the start.
     return ElasticsearchSink(
-        settings.elasticsearch, spool, [d.name for d in settings.deployments], window_reader(settings, read_states),
+        settings.elasticsearch, spool, [d.name for d in settings.deployments], references,
         client=open_client(settings.elasticsearch),
     )
+
+
+def _window_length(items: Sequence[Item], deployment: str) -> float:
+    return next(item.length_s for item in items if isinstance(item, WindowReport) and item.deployment == deployment)

@@ -73,9 +73,10 @@ def build_sidecar(settings: Settings) -> Sidecar:
         sidecar.listeners.append(dispatcher)
         sidecar.delivery_counts = dispatcher.counts
     if settings.elasticsearch is not None:
-        sink = open_sink(settings, sidecar.read_states)
+        sink = open_sink(settings)
         sidecar.listeners.append(sink)
         sidecar.case_listeners.append(sink.add_cases)
+        sidecar.batch_listeners.append(sink.on_batch)
         sidecar.collectors.append(SinkCollector(sink))
         sink.start()
     return sidecar

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client.registry import Collector
@@ -34,7 +34,6 @@ from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Source(Protocol):
@@ -60,6 +59,7 @@ class Sink(Protocol):
 
 VerdictListener = Callable[[Verdict], None]
 CaseListener = Callable[[list[SpotcheckCase]], None]
+BatchListener = Callable[[Mapping[str, DeploymentState]], None]
 
 
 class Sidecar:
@@ -78,6 +78,8 @@ class Sidecar:
         self.verdicts: dict[str, Verdict] = {}
         self.listeners: list[VerdictListener] = []
         self.case_listeners: list[CaseListener] = []  # told of disagreements picked for review
+        # called after each batch with the states, under the lock: must be quick and never block
+        self.batch_listeners: list[BatchListener] = []
         self.collectors: list[Collector] = []  # the edges' own Prometheus collectors, served on /metrics
         # set when webhooks are configured: reads their delivery counters for /metrics
         self.delivery_counts: Callable[[], Mapping[Any, int]] | None = None
@@ -253,6 +255,8 @@ class Sidecar:
             self._check_resumed_positions(records)
         with self._lock:
             dead = self.ingest.process(records, self._clock())
+            for batch_listener in self.batch_listeners:
+                batch_listener(self.ingest.states)
             positions = dict(self.ingest.positions)
             cases = [case for state in self.ingest.states.values() for case in state.drain_outbox()]
         if cases:
@@ -376,11 +380,6 @@ class Sidecar:
                     log.exception("verdict listener failed")
 
     # -- reading ------------------------------------------------------------------------------
-
-    def read_states(self, reader: Callable[[Mapping[str, DeploymentState]], T]) -> T:
-        """What ``reader`` returns from the deployments' states, read under the consumer's lock (keep it short)."""
-        with self._lock:
-            return reader(self.ingest.states)
 
     def snapshot(self, name: str) -> dict[str, Any]:
         """The metric snapshot of one deployment as plain data (for the API and /metrics)."""

@@ -75,19 +75,21 @@ def filled(broker: EmbeddedBroker, elasticsearch_server: EmbeddedElasticsearch,
     sidecar = build_sidecar(settings)
     sidecar.start()
     try:
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
         simulator = TrafficSimulator("collapse", "doc-classifier", seed=11)
-        # 15 minutes of traffic ending now, at 5 requests a second: 14 closed one-minute windows
+        # 15 minutes of traffic ending now, at 5 requests a second: 14 closed one-minute windows. Sent
+        # a minute at a time, each read before the next, as live traffic arrives: feedback then comes
+        # in while windows are still open, and each closing window carries the precision known by then.
         start, produced = time.time() - 900, 0
-        for event in simulator.stream(4500, start, 5.0):
-            producer.produce(topics[event.role], orjson.dumps(event.payload), event.key.encode())
-            produced += 1
-        assert producer.flush(30) == 0
-        deadline = time.monotonic() + 60
-        while sidecar.counts()["consumed"] < produced:
-            assert time.monotonic() < deadline, "the sidecar did not consume the traffic"
-            time.sleep(0.2)
-        time.sleep(1.0)  # a round of the sink's window look-up after the last event
+        for minute in range(15):
+            for event in simulator.stream(300, start + minute * 60, 5.0):
+                producer.produce(topics[event.role], orjson.dumps(event.payload), event.key.encode())
+                produced += 1
+            assert producer.flush(30) == 0
+            deadline = time.monotonic() + 60
+            while sidecar.counts()["consumed"] < produced:
+                assert time.monotonic() < deadline, "the sidecar did not consume the traffic"
+                time.sleep(0.05)
         sink = next(item for item in sidecar.listeners if isinstance(item, ElasticsearchSink))
         assert sink.flush(60)
     finally:

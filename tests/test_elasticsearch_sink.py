@@ -32,7 +32,6 @@ from elasticsearch import Elasticsearch
 
 from monitor.broker import EmbeddedBroker
 from monitor.config import ElasticsearchSettings, Settings, parse_config
-from monitor.elasticsearch_documents import closed_windows
 from monitor.elasticsearch_server import EmbeddedElasticsearch
 from monitor.elasticsearch_sink import ElasticsearchSink
 from monitor.events import Prediction
@@ -258,15 +257,12 @@ def _verdicts(n: int) -> list[Verdict]:
     ]
 
 
-def _window_reader(n_windows: int) -> Any:
+def _states(n_windows: int) -> dict[str, DeploymentState]:
+    """A deployment's state with ``n_windows`` closed windows of live answers (and one open)."""
     state = DeploymentState(DEPLOYMENT, classes=list(CLASSES), window_s=WINDOW_S, windows_kept=n_windows + 1)
     for i in range(int(n_windows * WINDOW_S) + 1):
         state.add_prediction("live", Prediction(f"r{i}", DEPLOYMENT, CLASSES[i % 3], START_TS + i, "v1"))
-
-    def read(marks: Any) -> Any:
-        return closed_windows(state, None, marks.get(DEPLOYMENT, {}))
-
-    return read
+    return {DEPLOYMENT: state}
 
 
 def _settings_for(url: str, prefix: str, **extra: Any) -> ElasticsearchSettings:
@@ -282,8 +278,9 @@ def test_a_full_spool_drops_the_oldest_windows_never_verdicts_and_delivers_the_r
     prefix = f"t-{uuid.uuid4().hex[:10]}"
     path = tmp_path / "spool.sqlite"
     away = _settings_for(f"http://127.0.0.1:{free_port()}", prefix, spool_max_documents=100)
-    sink = ElasticsearchSink(away, DocumentSpool(path, 100), [DEPLOYMENT], read_windows=_window_reader(30))
+    sink = ElasticsearchSink(away, DocumentSpool(path, 100), [DEPLOYMENT])
     sink.start()
+    sink.on_batch(_states(30))
     for verdict in _verdicts(8):
         sink.notify(verdict)
     _wait(lambda: sink.counts()[(DEPLOYMENT, "window", "dropped")] > 0, 10, "windows to be dropped")
@@ -318,8 +315,9 @@ def test_a_document_elasticsearch_refuses_is_counted_and_does_not_block_the_rest
     client.indices.create(index=f"{prefix}-verdicts-2027.01.15",
                           mappings={"properties": {"deployment": {"type": "long"}}})
     sink = ElasticsearchSink(_settings_for(elasticsearch_server.url, prefix), DocumentSpool(tmp_path / "s", 100),
-                             [DEPLOYMENT], read_windows=_window_reader(2))
+                             [DEPLOYMENT])
     sink.start()
+    sink.on_batch(_states(2))
     for verdict in _verdicts(2):
         sink.notify(verdict)
     assert sink.flush(30)
@@ -334,9 +332,9 @@ def test_new_indices_get_the_templates_mappings_and_lifecycle_policy(
 ) -> None:
     prefix = f"t-{uuid.uuid4().hex[:10]}"
     settings = _settings_for(elasticsearch_server.url, prefix, ilm_policy="driftgate-30d")
-    sink = ElasticsearchSink(settings, DocumentSpool(tmp_path / "s", 100), [DEPLOYMENT],
-                             read_windows=_window_reader(1))
+    sink = ElasticsearchSink(settings, DocumentSpool(tmp_path / "s", 100), [DEPLOYMENT])
     sink.start()
+    sink.on_batch(_states(1))
     sink.notify(_verdicts(1)[0])
     assert sink.flush(30)
     sink.stop(5)

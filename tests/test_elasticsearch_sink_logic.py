@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from monitor.config import ElasticsearchSettings
 from monitor.elasticsearch_documents import Document
 from monitor.elasticsearch_sink import ElasticsearchSink, backoff_delay
+from monitor.events import Prediction
 from monitor.spool import DocumentSpool
+from monitor.state.deployment import DeploymentState
 
 
 @given(failures=st.integers(min_value=1, max_value=200), base=st.floats(0.01, 5), cap=st.floats(0.01, 120),
@@ -43,3 +45,25 @@ def test_a_bulk_answer_is_sorted_into_indexed_retried_and_refused(tmp_path: Path
     # an answer with fewer items than were sent: the missing ones are retried, never counted as done
     done, retry = sink._settle(batch, answers[:2])
     assert len(done) == 2 and retry == 3
+
+
+def test_windows_are_handed_over_after_each_batch_once_even_when_the_state_lets_them_go(tmp_path: Path) -> None:
+    spool = DocumentSpool(tmp_path / "s.sqlite", 10_000)
+    sink = ElasticsearchSink(ElasticsearchSettings(), spool, ["d"])  # not started: the test drains by hand
+    state = DeploymentState("d", classes=["a", "b"], window_s=10.0, windows_kept=3)
+    for batch in range(20):  # each batch a window's worth of events; the state keeps only 3 windows
+        for i in range(10):
+            ts = 1_800_000_000.0 + batch * 10 + i
+            state.add_prediction("live", Prediction(f"r{batch}-{i}", "d", "ab"[i % 2], ts, "v1"))
+        sink.on_batch({"d": state})
+        sink.on_batch({"d": state})  # nothing new: nothing handed over twice
+    sink._drain_handoff()
+    documents = [item.document for item in spool.peek(10_000)]
+    starts = sorted({d.body["window"]["start"] for d in documents})
+    assert len(starts) == 19  # every window but the open one, though only 3 were ever kept at once
+    assert len(documents) == 19 * 2 * 2
+    state.add_prediction("live", Prediction("late", "d", "a", 1_800_000_000.0 + 185, "v1"))
+    sink.on_batch({"d": state})
+    sink._drain_handoff()
+    assert len(spool.peek(10_000)) == 19 * 2 * 2  # the changed window replaced its waiting documents
+    assert sink.flush(0.1) is False  # nothing can be sent: no server, not started
