@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -133,21 +134,31 @@ class ElasticsearchSink:
     # -- called from the consumer's thread: never blocks on the network --------------------------------
 
     def notify(self, verdict: Verdict) -> None:
-        """A verdict changed (a sidecar listener)."""
+        """A verdict changed (a sidecar listener; the sidecar logs what a listener raises)."""
         self._hand_over([verdict])
 
     __call__ = notify
 
     def add_cases(self, cases: list[SpotcheckCase]) -> None:
-        """Disagreements were picked for review."""
-        self._hand_over(cases)
+        """Disagreements were picked for review (never raises, like notify)."""
+        try:
+            self._hand_over(cases)
+        except Exception:
+            log.exception("cannot hand spot-check cases over to the Elasticsearch sink")
 
     def on_batch(self, states: Mapping[str, DeploymentState]) -> None:
         """After a batch, where the states may be read: hand over copies of the windows that closed.
 
         Hot path, on purpose short: a deployment whose watermark did not move is skipped, and
         otherwise only the kept windows' counters are compared with what was handed over.
+        Never raises: a fault here must not stop the batch from being committed.
         """
+        try:
+            self._hand_over_windows(states)
+        except Exception:
+            log.exception("cannot hand closed windows over to the Elasticsearch sink")
+
+    def _hand_over_windows(self, states: Mapping[str, DeploymentState]) -> None:
         for name, state in states.items():
             if self._watermarks.get(name) == state.watermark:
                 continue
@@ -247,9 +258,11 @@ class ElasticsearchSink:
                 items.append(self._handoff.get_nowait())
             except queue.Empty:
                 break
-        self._store(items)
-        with self._counts_lock:
-            self._stored += len(items)
+        try:
+            self._store(items)
+        finally:
+            with self._counts_lock:
+                self._stored += len(items)
 
     def _store(self, items: Sequence[Item]) -> None:
         """Build the documents of what was handed over, spool them, and remember the windows sent."""
@@ -267,22 +280,27 @@ class ElasticsearchSink:
         self._spool(documents)
         for deployment, marks in windows.items():
             # Forget marks older than MAX_MARKS windows before the newest: as on_batch does in memory.
-            self.spool.mark_windows(deployment, marks, max(marks) - MAX_MARKS * _window_length(items, deployment))
+            keep_from = max(marks) - MAX_MARKS * _window_length(items, deployment)
+            try:
+                self.spool.mark_windows(deployment, marks, keep_from)
+            except (sqlite3.Error, OSError):  # harmless: those windows are sent again after a restart
+                log.warning("cannot remember the windows sent", exc_info=True)
 
     def _spool(self, documents: list[Document]) -> None:
-        dropped = self.spool.put(documents)
-        if not dropped:
-            return
+        try:
+            dropped = self.spool.put(documents)
+            reason = "Elasticsearch spool full: oldest documents dropped"
+        except (sqlite3.Error, OSError) as error:  # a full or broken disk: what could not be kept is counted
+            log.error("cannot write to the Elasticsearch spool", extra={"error": str(error),
+                                                                        "spool": str(self.spool.path)})
+            dropped, reason = documents, "documents not kept: the spool cannot be written"
         by_key: dict[tuple[str, str], int] = {}
         for document in dropped:
             by_key[(document.deployment, document.kind)] = by_key.get((document.deployment, document.kind), 0) + 1
         for (deployment, kind), n in by_key.items():
             self._count(deployment, kind, "dropped", n)
-            log.warning(
-                "Elasticsearch spool full: oldest documents dropped",
-                extra={"deployment": deployment, "kind": kind, "dropped": n,
-                       "spool_max_documents": self.spool.max_documents},
-            )
+            log.warning(reason, extra={"deployment": deployment, "kind": kind, "dropped": n,
+                                       "spool_max_documents": self.spool.max_documents})
 
     def _send(self) -> None:
         """Send the spool in bulk requests until it is empty, a request fails or the deadline is over."""
