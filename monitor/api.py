@@ -152,6 +152,8 @@ def create_app(
     )
     registry = CollectorRegistry(auto_describe=True)
     registry.register(SidecarCollector(sidecar, deployments))
+    for collector in getattr(sidecar, "collectors", []):
+        registry.register(collector)
     known = set(deployments)
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -84,6 +84,10 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the API (0: any free port).")] = 8080,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 1,
+    with_elasticsearch: Annotated[
+        bool, typer.Option("--with-elasticsearch", help="Also start an Elasticsearch-compatible server (noida-db) "
+                           "on loopback and index windows, verdicts and spot-check cases into it.")
+    ] = False,
     with_prometheus: Annotated[
         bool, typer.Option("--with-prometheus", help="Also run Prometheus and Alertmanager with the alert rules.")
     ] = False,
@@ -96,7 +100,7 @@ def demo(
     from monitor.demo import DemoOptions, run_demo
 
     try:
-        final = run_demo(DemoOptions(scenario, rate, port, duration, seed, with_prometheus))
+        final = run_demo(DemoOptions(scenario, rate, port, duration, seed, with_elasticsearch, with_prometheus))
     except DriftgateError as error:
         err.print(f"[red]demo failed:[/red] {error}")
         raise typer.Exit(1) from None

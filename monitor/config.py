@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -92,6 +93,62 @@ class LogSettings(Section):
 class ElasticsearchSettings(Section):
     hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"], description="Cluster URLs.")
     index_prefix: str = Field("driftgate", description="Indices are <prefix>-windows*, -verdicts*, -spotcheck*.")
+    username: str | None = Field(None, description="Basic-auth user (with `password`).")
+    password: str | None = Field(
+        None, description="Basic-auth password; or $DRIFTGATE__ELASTICSEARCH__PASSWORD (never logged)."
+    )
+    api_key: str | None = Field(
+        None, description="API key (base64 id:key); or $DRIFTGATE__ELASTICSEARCH__API_KEY (never logged)."
+    )
+    ca_certs: Path | None = Field(None, description="CA bundle that signs the cluster's TLS certificate.")
+    spool_dir: Path | None = Field(
+        None, description="Where documents wait while Elasticsearch is away (default: `state.dir`)."
+    )
+    spool_max_documents: int = Field(
+        100_000, ge=100,
+        description="Documents kept waiting on disk; past it the oldest window documents are dropped "
+        "(then spot-check cases), never verdicts.",
+    )
+    handoff_size: int = Field(
+        10_000, ge=10, description="Documents waiting in memory for the sink's thread; past it they go to disk."
+    )
+    batch_size: int = Field(500, ge=1, le=10_000, description="Most documents in one bulk request.")
+    flush_interval_s: float = Field(2.0, gt=0, description="Longest wait before waiting documents are sent.")
+    request_timeout_s: float = Field(10.0, gt=0, description="Longest wait for one Elasticsearch request.")
+    backoff_s: float = Field(0.5, gt=0, description="First wait after a failed bulk; doubled per failure (jittered).")
+    max_backoff_s: float = Field(60.0, gt=0, description="Longest wait between two bulk attempts.")
+    ilm_policy: str | None = Field(
+        None, description="An ILM policy (made beforehand) that the index templates give every new index."
+    )
+    replica: str | None = Field(
+        None,
+        description="This sidecar's name when several share a deployment (each reading its own partitions): "
+        "part of window ids, so their windows add up instead of replacing each other.",
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _http_hosts(cls, value: list[str]) -> list[str]:
+        if not value or any(
+            not host.startswith(("http://", "https://")) or not urlsplit(host).hostname for host in value
+        ):
+            raise ValueError("needs at least one http:// or https:// URL with a host")
+        return value
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _index_prefix(cls, value: str) -> str:
+        # What Elasticsearch accepts in an index name: lowercase, no leading - _ +, no separators or wildcards.
+        if not value or value != value.lower() or value[0] in "-_+" or any(c in value for c in '\\/*?"<>| ,#:'):
+            raise ValueError("must be a lowercase Elasticsearch index name prefix (no spaces or \\/*?\"<>|,#:)")
+        return value
 
 
 class WebhookSettings(Section):

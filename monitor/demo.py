@@ -16,10 +16,12 @@ from rich.table import Table
 from rich.text import Text
 
 from monitor.broker import EmbeddedBroker
-from monitor.config import Settings, parse_config
+from monitor.config import ElasticsearchSettings, Settings, parse_config
+from monitor.elasticsearch_server import EmbeddedElasticsearch
+from monitor.elasticsearch_sink import ElasticsearchSink
 from monitor.kafka_sink import KafkaSink
 from monitor.prometheus_server import MonitoringStack
-from monitor.server import ApiThread, build_sidecar
+from monitor.server import ApiThread, build_sidecar, stop_elasticsearch
 from monitor.service import Sidecar
 from monitor.simulator import CLASSES, TrafficSimulator
 from monitor.verdict import Verdict
@@ -36,6 +38,7 @@ class DemoOptions:
     port: int = 8080
     duration_s: float | None = None
     seed: int = 1
+    with_elasticsearch: bool = False
     with_prometheus: bool = False
 
 
@@ -52,6 +55,12 @@ def demo_settings(bootstrap: str, port: int) -> Settings:
         },
         {},
     )
+
+
+def with_elasticsearch(settings: Settings, server: EmbeddedElasticsearch) -> Settings:
+    """The demo's config with the sink writing to the demo's own server (its spool beside that server's data)."""
+    sink = ElasticsearchSettings(hosts=[server.url], flush_interval_s=1.0, spool_dir=server.data_dir / "spool")
+    return settings.model_copy(update={"elasticsearch": sink})
 
 
 class TrafficThread:
@@ -178,10 +187,22 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
     try:
         broker.start()
         started.append(broker.stop)
+        elasticsearch = EmbeddedElasticsearch().start() if options.with_elasticsearch else None
+        if elasticsearch is not None:
+            started.append(elasticsearch.stop)
         settings = demo_settings(broker.bootstrap, options.port)
+        if elasticsearch is not None:
+            settings = with_elasticsearch(settings, elasticsearch)
         sidecar = build_sidecar(settings)
         sidecar.start()
-        started.append(sidecar.stop)
+
+        def stop_sidecar() -> None:
+            sidecar.stop()
+            stop_elasticsearch(sidecar)
+            if elasticsearch is not None:
+                console.print(indexed_summary(sidecar))
+
+        started.append(stop_sidecar)
         api = ApiThread(settings, sidecar).start()
         started.append(api.stop)
         simulator = TrafficSimulator(options.scenario, DEPLOYMENT, options.seed)
@@ -191,6 +212,12 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
         console.print(
             f"broker {broker.bootstrap}   API {api.url}   page {api.url}/ui   scenario {options.scenario}"
         )
+        if elasticsearch is not None:
+            console.print(
+                f"Elasticsearch {elasticsearch.url}   indices driftgate-windows-* (each closed minute), "
+                "driftgate-verdicts-*, driftgate-spotcheck-*   Kibana: import dashboards/kibana/driftgate.ndjson",
+                soft_wrap=True,
+            )
         if options.with_prometheus:
             stack = MonitoringStack(api.url.removeprefix("http://")).start()
             started.append(stack.stop)
@@ -205,6 +232,17 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
     finally:
         for stop in reversed(started):
             stop()
+
+
+def indexed_summary(sidecar: Sidecar) -> str:
+    """What the Elasticsearch sink indexed, per kind of document."""
+    counts: dict[str, int] = {}
+    for listener in sidecar.listeners:
+        if isinstance(listener, ElasticsearchSink):
+            for (_, kind, outcome), n in listener.counts().items():
+                if outcome == "indexed":
+                    counts[kind] = counts.get(kind, 0) + n
+    return "Elasticsearch documents indexed: " + ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
 
 
 def _watch(sidecar: Sidecar, url: str, traffic: TrafficThread, options: DemoOptions, console: Console) -> str:

@@ -119,6 +119,10 @@ class _Assignment:
         """The log end offset of each partition read here, as of the last poll."""
         return dict(self._ends)
 
+    def _wait_s(self, deadline: float) -> float:
+        """How long a poll may wait for new records: not at all while held ones are waiting to go."""
+        return 0.0 if self.alignment.held else max(0.0, deadline - time.monotonic())
+
     def _align(self, records: list[Record], ends: dict[PartitionKey, int], max_records: int) -> list[Record]:
         """Of the records a poll fetched, those whose turn has come in message time (see
         monitor.alignment); pauses the partitions holding too many, resumes them later."""
@@ -230,7 +234,7 @@ class ConfluentSource(_Assignment):
         if self._pending_seeks:
             self._apply_pending_seeks()
         try:
-            messages = self._consumer.consume(num_messages=max_records, timeout=max(0.0, deadline - time.monotonic()))
+            messages = self._consumer.consume(num_messages=max_records, timeout=self._wait_s(deadline))
         except KafkaException as error:
             self._note_error(kafka_error_text(error))
             return []
@@ -464,9 +468,7 @@ class KafkaPythonSource(_Assignment):
             time.sleep(max(0.0, deadline - time.monotonic()))
             return []
         try:
-            batches = self._consumer.poll(
-                timeout_ms=int(max(0.0, deadline - time.monotonic()) * 1000), max_records=max_records
-            )
+            batches = self._consumer.poll(timeout_ms=int(self._wait_s(deadline) * 1000), max_records=max_records)
         except kafka.errors.KafkaError as error:
             self._note_error(f"{type(error).__name__}: {error}")
             return []

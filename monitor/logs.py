@@ -43,6 +43,6 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Kafka client and HTTP access chatter stays at warning unless debugging.
-    for noisy in ("kafka", "uvicorn.access", "httpx"):
+    # Kafka client, HTTP access and Elasticsearch request chatter stays at warning unless debugging.
+    for noisy in ("kafka", "uvicorn.access", "httpx", "elastic_transport"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

@@ -17,6 +17,7 @@ import uvicorn
 
 from monitor.api import create_app
 from monitor.config import Settings
+from monitor.elasticsearch_sink import ElasticsearchSink, SinkCollector, open_sink
 from monitor.kafka_sink import KafkaSink
 from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
@@ -71,6 +72,13 @@ def build_sidecar(settings: Settings) -> Sidecar:
         dispatcher = WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments])
         sidecar.listeners.append(dispatcher)
         sidecar.delivery_counts = dispatcher.counts
+    if settings.elasticsearch is not None:
+        sink = open_sink(settings)
+        sidecar.listeners.append(sink)
+        sidecar.case_listeners.append(sink.add_cases)
+        sidecar.batch_listeners.append(sink.on_batch)
+        sidecar.collectors.append(SinkCollector(sink))
+        sink.start()
     return sidecar
 
 
@@ -78,6 +86,13 @@ def stop_webhooks(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
     """Flush the sidecar's webhook deliveries (after it stopped, so its last verdicts are among them)."""
     for listener in sidecar.listeners:
         if isinstance(listener, WebhookDispatcher):
+            listener.stop(timeout_s)
+
+
+def stop_elasticsearch(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
+    """Send the sidecar's last Elasticsearch documents (after it stopped); what is left waits on disk."""
+    for listener in sidecar.listeners:
+        if isinstance(listener, ElasticsearchSink):
             listener.stop(timeout_s)
 
 
@@ -135,6 +150,7 @@ def run(settings: Settings) -> None:
     finally:
         sidecar.stop()
         stop_webhooks(sidecar)
+        stop_elasticsearch(sidecar)
         log.info("stopped")
 
 

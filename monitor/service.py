@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
+from prometheus_client.registry import Collector
 
 from monitor.checkpoint import (
     BackgroundWriter,
@@ -28,6 +29,7 @@ from monitor.checks import live_divergence, precision_figures, reference_diverge
 from monitor.config import Settings
 from monitor.ingest import UNROUTED, Ingest
 from monitor.records import DeadLetter, Record
+from monitor.state.deployment import DeploymentState
 from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time
 
@@ -57,6 +59,8 @@ class Sink(Protocol):
 
 
 VerdictListener = Callable[[Verdict], None]
+CaseListener = Callable[[list[SpotcheckCase]], None]
+BatchListener = Callable[[Mapping[str, DeploymentState]], None]
 
 
 class Sidecar:
@@ -74,6 +78,10 @@ class Sidecar:
         self.ingest = Ingest(settings)
         self.verdicts: dict[str, Verdict] = {}
         self.listeners: list[VerdictListener] = []
+        self.case_listeners: list[CaseListener] = []  # told of disagreements picked for review
+        # called after each batch with the states, under the lock: must be quick and never block
+        self.batch_listeners: list[BatchListener] = []
+        self.collectors: list[Collector] = []  # the edges' own Prometheus collectors, served on /metrics
         # set when webhooks are configured: reads their delivery counters for /metrics
         self.delivery_counts: Callable[[], Mapping[Any, int]] | None = None
         self.started_at = clock()
@@ -248,10 +256,14 @@ class Sidecar:
             self._check_resumed_positions(records)
         with self._lock:
             dead = self.ingest.process(records, self._clock())
+            for batch_listener in self.batch_listeners:
+                batch_listener(self.ingest.states)
             positions = dict(self.ingest.positions)
             cases = [case for state in self.ingest.states.values() for case in state.drain_outbox()]
         if cases:
             self._publish_cases(cases)
+            for listener in self.case_listeners:
+                listener(cases)
         if dead:
             topic = self.settings.kafka.deadletter_topic
             for letter in dead:

@@ -3,6 +3,9 @@
 - ``broker``: one embedded Kafka-protocol broker (Tansu) for the test session, stopped at
   its end. Its storage is memory: topics live as long as the session does, so every test
   makes its own topics (``topic_name``) instead of sharing any.
+- ``elasticsearch_server``: one Elasticsearch-compatible server (``noida-db``) for the session,
+  on a free loopback port with its data in the session's temp dir; a test may stop and start
+  it again (same port, same data), and must leave it running. Tests use their own index prefix.
 - ``topic_name``: a fresh, unique topic name per test (not created: tests create what they need).
 """
 
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from monitor.broker import EmbeddedBroker
+from monitor.elasticsearch_server import EmbeddedElasticsearch
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +25,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     """A running embedded broker on a free loopback port; its log is in the session's temp dir."""
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedElasticsearch]:
+    """A running noida-db answering as Elasticsearch 8.15 on a free loopback port."""
+    with EmbeddedElasticsearch(data_dir=tmp_path_factory.mktemp("elasticsearch")) as running:
         yield running
 
 

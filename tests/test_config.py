@@ -350,3 +350,24 @@ def test_every_top_level_config_key_is_accepted() -> None:
             node = node.setdefault(section, {})
         node[leaf] = str(default) if isinstance(default, Path) else default
         parse_config(raw, NO_ENV)
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"index_prefix": "Drift Gate"}, "elasticsearch.index_prefix"),
+    ({"index_prefix": "-driftgate"}, "elasticsearch.index_prefix"),
+    ({"hosts": []}, "elasticsearch.hosts"),
+    ({"hosts": ["127.0.0.1:9200"]}, "elasticsearch.hosts"),
+    ({"hosts": ["http://"]}, "elasticsearch.hosts"),
+    ({"ca_certs": "/nonexistent/ca.pem"}, "elasticsearch.ca_certs"),
+    ({"spool_max_documents": 10}, "elasticsearch.spool_max_documents"),
+    ({"batch_size": 0}, "elasticsearch.batch_size"),
+    ({"bulk_size": 10}, "elasticsearch.bulk_size"),
+])
+def test_a_bad_elasticsearch_key_is_refused_by_name(section: dict[str, Any], key: str) -> None:
+    assert refusal({**minimal(), "elasticsearch": section}).key == key
+
+
+def test_elasticsearch_secrets_come_from_the_environment() -> None:
+    settings = parse_config({**minimal(), "elasticsearch": {}}, {"DRIFTGATE__ELASTICSEARCH__API_KEY": "c2VjcmV0"})
+    assert settings.elasticsearch is not None and settings.elasticsearch.api_key == "c2VjcmV0"
+    assert settings.elasticsearch.index_prefix == "driftgate"

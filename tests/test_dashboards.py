@@ -234,6 +234,15 @@ def test_push_kibana_imports_every_ndjson_into_the_space(tmp_path: Path, recorde
     assert "imported a.ndjson -> 2 saved objects" in result.output
 
 
+def test_push_kibana_sends_the_shipped_saved_objects_by_default(recorder: Recorder) -> None:
+    shipped = sorted((DASHBOARDS_DIR / "kibana").glob("*.ndjson"))
+    assert shipped
+    recorder.routes[("POST", "/api/saved_objects/_import")] = (200, {"success": True, "successCount": 9})
+    result = runner.invoke(app, ["dashboards", "push", "kibana", "--url", recorder.url])
+    assert result.exit_code == 0, result.output
+    assert [_multipart_file(r) for r in recorder.requests] == [(p.name, p.read_bytes()) for p in shipped]
+
+
 def test_push_kibana_reports_objects_kibana_did_not_import(tmp_path: Path, recorder: Recorder) -> None:
     (tmp_path / "a.ndjson").write_bytes(NDJSON)
     recorder.routes[("POST", "/api/saved_objects/_import")] = (200, {

@@ -62,3 +62,16 @@ def test_demo_with_prometheus_evaluates_the_rules_against_its_sidecar() -> None:
     assert process.returncode == 0, stderr[-2000:]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{prometheus}/-/ready", timeout=2)
+
+
+def test_demo_with_elasticsearch_says_where_and_indexes_verdicts_and_cases() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "demo", "--scenario", "collapse", "--rate", "800", "--port", "0",
+         "--duration", "15", "--with-elasticsearch"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Elasticsearch http://127.0.0.1:" in result.stdout
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("Elasticsearch documents indexed"))
+    indexed = dict(part.split() for part in summary.split(": ", 1)[1].split(", "))
+    assert int(indexed["verdict"]) >= 1 and int(indexed["spotcheck"]) > 0, summary
