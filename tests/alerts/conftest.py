@@ -42,7 +42,9 @@ from monitor.prometheus_server import (
 from monitor.server import free_port
 from monitor.simulator import CLASSES, TrafficSimulator
 
-SCENARIOS = {"collapse": 3000, "good": 3000}
+# Enough requests for every figure the dashboard shows, feature drift included (its bins are
+# learned from a sample of live's first rows).
+SCENARIOS = {"collapse": 12000, "good": 12000}
 MALFORMED = [b"not json", b"[1, 2]", b'{"deployment": "good", "label": "invoice"}']
 # The rules' `for` durations (1m to 15m) cut to this, so that the session need not wait
 # minutes; promtool's unit tests (alerts/tests/) check the real durations.
