@@ -34,7 +34,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from monitor.config import Settings
+from monitor.config import DeploymentSettings, Settings
 from monitor.errors import DriftgateError
 from monitor.ingest import UNROUTED, Ingest, new_state
 from monitor.state.deployment import DeploymentState
@@ -109,7 +109,8 @@ def decode(snapshot: bytes, settings: Settings) -> Restored:
     states: dict[str, DeploymentState] = {}
     for deployment in settings.deployments:
         if deployment.name in saved:
-            states[deployment.name] = _state_from_dict(deployment.name, saved[deployment.name])
+            state = _state_from_dict(deployment.name, saved[deployment.name])
+            states[deployment.name] = take_current_settings(state, deployment)
         else:
             log.info("deployment not in the checkpoint: it starts empty", extra={"deployment": deployment.name})
             states[deployment.name] = new_state(deployment)
@@ -134,6 +135,21 @@ def decode(snapshot: bytes, settings: Settings) -> Restored:
     figures["positions"] = [[t, p, o] for t, p, o in figures["positions"] if t in topics]
     positions = {(t, p): o for t, p, o in figures["positions"]}
     return Restored(states, positions, figures)
+
+
+def take_current_settings(state: DeploymentState, deployment: DeploymentSettings) -> DeploymentState:
+    """Apply the config's bounds and sampling to a restored state; running comparisons keep
+    their sequential tests' parameters (fixed for a test's whole run), new ones take the config's."""
+    fresh = new_state(deployment)
+    state.join.max_open, state.join.ttl_s = fresh.join.max_open, fresh.join.ttl_s
+    state.feedback.max_requests, state.feedback.ttl_s = fresh.feedback.max_requests, fresh.feedback.ttl_s
+    sampler = state.sampler
+    sampler.max_per_minute, sampler.priority = fresh.sampler.max_per_minute, fresh.sampler.priority
+    sampler.priority_share = fresh.sampler.priority_share
+    state.review.size = fresh.review.size
+    state.evidence_settings = fresh.evidence_settings
+    state.max_classes = fresh.max_classes
+    return state
 
 
 def restore_ingest(snapshot: bytes, settings: Settings) -> Ingest:

@@ -165,6 +165,34 @@ def test_a_deployment_no_longer_configured_is_ignored_and_a_new_one_starts_empty
     assert restored.consumed == restored.processed + restored.dead_lettered
 
 
+def test_a_restored_state_takes_the_configs_bounds_and_sampling_but_keeps_running_tests(
+    records: list[Record],
+) -> None:
+    old = fold(Ingest(settings(("docs",))), [r for r in records if r.topic.startswith("d.")])
+    for i in range(10):
+        old.states["docs"].join.add_live(f"open-{i}", "invoice", ts=1e10)
+    comparison = old.states["docs"].current
+    assert comparison is not None and comparison.evidence is not None
+    changed = settings(("docs",)).model_dump()
+    deployment = changed["deployments"][0]
+    deployment["join"] = {"max_open_requests": 3, "ttl_s": 60.0}
+    deployment["spotcheck"] = {**deployment["spotcheck"], "max_per_minute": 2, "priority": {"invoice": 5.0}}
+    deployment["policy"]["alpha"] = 0.01
+    restored = restore_ingest(encode(old), parse_config(changed, {})).states["docs"]
+    assert (restored.join.max_open, restored.join.ttl_s) == (3, 60.0)
+    assert (restored.sampler.max_per_minute, restored.sampler.priority) == (2, {"invoice": 5.0})
+    assert restored.evidence_settings is not None and restored.evidence_settings.alpha == 0.01
+    # the running comparison's sequential tests keep the alpha they started with
+    running = restored.current
+    assert running is not None and running.evidence is not None
+    assert running.evidence.settings.alpha == comparison.evidence.settings.alpha == 0.05
+    # and a join over its new bound shrinks as requests come (the surplus counted as evicted)
+    held, evicted = len(restored.join), restored.join.stats.evicted
+    assert held >= 10
+    restored.join.add_live("late-1", "invoice", ts=1e10)
+    assert len(restored.join) == 3 and restored.join.stats.evicted == evicted + held + 1 - 3
+
+
 # -- the SQLite store -----------------------------------------------------------------------
 
 

@@ -123,7 +123,7 @@ class FeedbackJoin:
         if truth is not None:
             return self._score(request_id, answers, truth)
         self.answered[request_id] = answers
-        if len(self.answered) > self.max_requests:
+        while len(self.answered) > self.max_requests:
             self.answered.popitem(last=False)
         return None
 
@@ -147,7 +147,7 @@ class FeedbackJoin:
             self.stats.duplicates += 1
             return None
         self.early[request_id] = truth
-        if len(self.early) > self.max_requests:
+        while len(self.early) > self.max_requests:
             self.early.popitem(last=False)
             self.stats.evicted += 1
         return None
@@ -156,7 +156,7 @@ class FeedbackJoin:
         scored = score(answers, truth)
         self.stats.matched += 1
         self.scored[request_id] = (answers, scored.canary_right is None)
-        if len(self.scored) > self.max_requests:
+        while len(self.scored) > self.max_requests:
             self.scored.popitem(last=False)
         return scored
 

@@ -123,12 +123,13 @@ class RequestJoin:
         self.stats.paired += 1
         paired_ids = self.paired_ids
         paired_ids[request_id] = entry.ts
-        if len(paired_ids) > self.max_open:
+        while len(paired_ids) > self.max_open:
             paired_ids.popitem(last=False)
 
     def _insert(self, request_id: str, entry: OpenRequest) -> None:
+        # `while`, not `if`: after a restart with a smaller bound, the surplus leaves as new ones come.
         self.open[request_id] = entry
-        if len(self.open) > self.max_open:
+        while len(self.open) > self.max_open:
             self.open.popitem(last=False)
             self.stats.evicted += 1
 
