@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 import tempfile
-import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import yaml
 
-from monitor.broker import free_port
 from monitor.errors import DriftgateError
+from monitor.loopback import HOST, LoopbackProcess, free_port
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
 PROMETHEUS_BINARIES = ("prometheus",)
 # Debian names the Alertmanager binary after its package; upstream calls it alertmanager.
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
-LOG_TAIL_BYTES = 2000
 
 
 def find_binary(names: Sequence[str]) -> str:
@@ -53,98 +47,34 @@ def rule_files(directory: Path = ALERTS_DIR) -> list[Path]:
     return files
 
 
-class LoopbackServer:
-    """A server process on 127.0.0.1 with a config file, a data dir and a log in ``directory``."""
-
-    name = "server"
+class LoopbackServer(LoopbackProcess):
+    """A Prometheus-family server on 127.0.0.1 with its config, data and log in ``directory``."""
 
     def __init__(self, directory: Path, port: int = 0, start_timeout_s: float = 30.0) -> None:
+        super().__init__(port, start_timeout_s, stop_grace_s=10.0)
         self.directory = directory
-        self.port = port
-        self.start_timeout_s = start_timeout_s
-        self.log_path = directory / f"{self.name}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], LoopbackServer] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{HOST}:{self._port}"
 
     @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+    def log_path(self) -> Path:
+        return self.directory / f"{self.name}.log"
 
     def command(self) -> list[str]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.server_command()
+
+    def server_command(self) -> list[str]:
         """The command line of the server (its config written first)."""
         raise NotImplementedError
 
-    def start(self) -> LoopbackServer:
-        """Start the process and return once ``/-/ready`` answers 200; DriftgateError with its log otherwise."""
-        if self.running:
-            return self
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        command = self.command()
-        with self.log_path.open("ab") as output:
-            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
-        self._finalizer = weakref.finalize(self, _kill, self._process)
-        self._wait_ready()
-        log.info(f"{self.name} started", extra={"url": self.url, "log": str(self.log_path)})
-        return self
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        """Terminate the process (it flushes on SIGTERM), killing it after ``grace_s``."""
-        process, self._process = self._process, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
+    def answers(self) -> bool:
         try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def log_tail(self, size: int = LOG_TAIL_BYTES) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-size:].decode("utf-8", "replace")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            process = self._process
-            assert process is not None
-            if process.poll() is not None:
-                self._process = None
-                raise DriftgateError(
-                    f"{self.name} exited with code {process.returncode} at start; log {self.log_path}:\n"
-                    f"{self.log_tail()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise DriftgateError(
-                    f"{self.name} was not ready within {self.start_timeout_s:g} s; log {self.log_path}:\n"
-                    f"{self.log_tail()}"
-                )
-            time.sleep(0.1)
-
-    def __enter__(self) -> LoopbackServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 class PrometheusServer(LoopbackServer):
@@ -182,7 +112,7 @@ class PrometheusServer(LoopbackServer):
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         return config
 
-    def command(self) -> list[str]:
+    def server_command(self) -> list[str]:
         config_path = self.directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         return [
@@ -225,10 +155,10 @@ class AlertmanagerServer(LoopbackServer):
 
     def reserve_port(self) -> AlertmanagerServer:
         """Pick the port before start, so Prometheus can be configured first."""
-        self.port = self.port or free_port()
+        self._port = self._port or free_port()
         return self
 
-    def command(self) -> list[str]:
+    def server_command(self) -> list[str]:
         config_path = self.directory / "alertmanager.yml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         return [
@@ -268,12 +198,6 @@ def with_local_receivers(config: dict[str, Any], urls: dict[str, str | None]) ->
             "name": name, "webhook_configs": [{"url": url, "send_resolved": True}]
         })
     return {**config, "receivers": receivers}
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 class MonitoringStack:

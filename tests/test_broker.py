@@ -87,7 +87,7 @@ def test_a_broker_that_never_listens_times_out_and_is_stopped(tmp_path: Path) ->
     binary = _script(tmp_path, "echo 'starting slowly'\nexec sleep 60")
     broker = EmbeddedBroker(binary=binary, start_timeout_s=0.5, stop_grace_s=0.5, log_path=tmp_path / "b.log")
     started = time.monotonic()
-    with pytest.raises(DriftgateError, match=r"did not open port(.|\n)*starting slowly"):
+    with pytest.raises(DriftgateError, match=r"did not answer on port(.|\n)*starting slowly"):
         broker.start()
     assert time.monotonic() - started < 5
     assert not broker.running
