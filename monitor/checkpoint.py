@@ -36,7 +36,7 @@ import orjson
 
 from monitor.config import Settings
 from monitor.errors import DriftgateError
-from monitor.ingest import UNROUTED, Ingest, new_state
+from monitor.ingest import UNROUTED, Ingest, attach_features, new_state
 from monitor.state.deployment import DeploymentState
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ def decode(snapshot: bytes, settings: Settings) -> Restored:
     for deployment in settings.deployments:
         if deployment.name in saved:
             states[deployment.name] = _state_from_dict(deployment.name, saved[deployment.name])
+            attach_features(states[deployment.name], deployment)
         else:
             log.info("deployment not in the checkpoint: it starts empty", extra={"deployment": deployment.name})
             states[deployment.name] = new_state(deployment)

@@ -25,6 +25,8 @@ from monitor.errors import EventError
 from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
 from monitor.evidence import EvidenceSettings, SequentialEvidence
 from monitor.state.counts import ClassCounts
+from monitor.state.feature_intake import FeatureIntake
+from monitor.state.features import FeatureLayout, FeatureStats
 from monitor.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.state.join import RequestJoin
 from monitor.state.outcomes import Outcomes
@@ -50,6 +52,8 @@ class Comparison:
     last_ts: float = 0.0
     outcomes: Outcomes = field(default_factory=Outcomes)
     evidence: SequentialEvidence | None = None
+    # role -> what its predictions' features and scores looked like (binned over the deployment's layout)
+    features: dict[str, FeatureStats] = field(default_factory=dict)
 
     @property
     def pairs(self) -> int:
@@ -78,6 +82,12 @@ class Comparison:
         self.outcomes.merge(other.outcomes)
         if self.evidence is not None and other.evidence is not None:
             self.evidence.merge(other.evidence)
+        for role, stats in other.features.items():
+            mine = self.features.get(role)
+            if mine is None:
+                self.features[role] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+            else:
+                mine.merge(stats)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,10 +102,12 @@ class Comparison:
             "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
             "outcomes": self.outcomes.to_dict(),
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
+            "features": {role: stats.to_dict() for role, stats in self.features.items()},
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+    def from_dict(cls, data: dict[str, Any], layout: FeatureLayout | None = None) -> Comparison:
+        features = data.get("features") or {}
         return cls(
             canary_version=data["canary_version"],
             started_at=float(data["started_at"]),
@@ -107,6 +119,8 @@ class Comparison:
             last_ts=float(data["last_ts"]),
             outcomes=Outcomes.from_dict(data["outcomes"]),
             evidence=SequentialEvidence.from_dict(data["evidence"]) if data.get("evidence") else None,
+            features={role: FeatureStats.from_dict(layout, item) for role, item in features.items()}
+            if layout is not None else {},
         )
 
 
@@ -135,6 +149,7 @@ class DeploymentState:
         spotcheck: SpotcheckSampler | None = None,
         review_queue_size: int = 100,
         evidence: EvidenceSettings | None = None,
+        intake: FeatureIntake | None = None,
     ) -> None:
         self.name = name
         self.fixed_classes = classes is not None
@@ -157,6 +172,10 @@ class DeploymentState:
         # cases picked since the service last drained them to the spot-check topic
         self.outbox: list[SpotcheckCase] = []
         self.watermark = 0.0
+        self.intake = intake or FeatureIntake()
+        self._hold_row = self.intake.pending.append
+        # the reference profile's feature state, when the deployment has one (from the config, not checkpointed)
+        self.reference_features: FeatureStats | None = None
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -195,10 +214,13 @@ class DeploymentState:
                 comparison.last_ts = ts
             counts = window.canary.counts
             counts[label] = counts.get(label, 0) + 1
+            key: str | None = version
             pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
+            key = None
             if comparison is not None and ts >= comparison.live_from:
+                key = comparison.canary_version
                 counts = comparison.live.counts
                 counts[label] = counts.get(label, 0) + 1
                 counts = comparison.live_versions.counts
@@ -208,6 +230,9 @@ class DeploymentState:
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
+        if prediction.features is not None or prediction.scores is not None:
+            # binned once per batch, in tick()
+            self._hold_row((role, key, prediction.features, prediction.scores, label))
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
             self._count_pair(prediction.request_id, live_label, canary_label, pair.canary_version or "", ts)
@@ -311,12 +336,39 @@ class DeploymentState:
     # -- housekeeping -------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Expire join entries past their TTL at the current watermark; call once per batch."""
+        """Bin the batch's features, expire join entries past their TTL at the watermark; call once per batch."""
+        self.intake.flush(self._feature_stats)
         self.join.expire(self.watermark)
         self.feedback.expire(self.watermark)
         for comparison in self.comparisons.values():
             if comparison.evidence is not None:
                 comparison.evidence.flush()
+
+    def _feature_stats(self, role: str, key: str | None) -> FeatureStats | None:
+        """The feature state of a role in the comparison of canary version ``key`` (made when first needed)."""
+        comparison = self.comparisons.get(key) if key is not None else None
+        layout = self.intake.layout
+        if comparison is None or layout is None:
+            return None
+        stats = comparison.features.get(role)
+        if stats is None:
+            stats = comparison.features[role] = FeatureStats(layout)
+        return stats
+
+    def use_features(self, intake: FeatureIntake, reference: FeatureStats | None) -> None:
+        """Take a configured intake (and reference), carrying over what this state's intake holds.
+
+        Feature state binned over another layout than the configured one (a new profile) is let go.
+        """
+        old = self.intake
+        old.flush(self._feature_stats)
+        if intake.layout is not None and old.layout is not None and intake.layout != old.layout:
+            for comparison in self.comparisons.values():
+                comparison.features.clear()
+        intake.load(old.to_dict())
+        self.intake = intake
+        self._hold_row = intake.pending.append
+        self.reference_features = reference
 
     def merge(self, other: DeploymentState) -> DeploymentState:
         """Add another state of the same deployment into this one (e.g. another replica's)."""
@@ -336,7 +388,7 @@ class DeploymentState:
         for version, comparison in other.comparisons.items():
             mine = self.comparisons.get(version)
             if mine is None:
-                copied = Comparison.from_dict(comparison.to_dict())
+                copied = Comparison.from_dict(comparison.to_dict(), self.intake.layout or other.intake.layout)
                 _backfill_live(copied, self.windows, copied.live_from, float("inf"))
                 self.comparisons[version] = copied
             else:
@@ -350,6 +402,7 @@ class DeploymentState:
         for case in other.review.cases.values():
             self.review.push(case)
         self.windows.merge(other.windows)
+        self.intake.merge(other.intake)
         self.watermark = max(self.watermark, other.watermark)
         return self
 
@@ -374,6 +427,7 @@ class DeploymentState:
             "evidence_settings": vars(self.evidence_settings) if self.evidence_settings is not None else None,
             "windows": self.windows.to_dict(),
             "watermark": self.watermark,
+            "features": self.intake.to_dict(),
         }
 
     @classmethod
@@ -391,7 +445,10 @@ class DeploymentState:
             role: {version: ClassCounts(counts) for version, counts in by_version.items()}
             for role, by_version in data["totals"].items()
         }
-        state.comparisons = {c["canary_version"]: Comparison.from_dict(c) for c in data["comparisons"]}
+        if data.get("features"):
+            state.intake.load(data["features"])
+        layout = state.intake.layout
+        state.comparisons = {c["canary_version"]: Comparison.from_dict(c, layout) for c in data["comparisons"]}
         state._pick_current()
         state.join = RequestJoin.from_dict(data["join"])
         state.feedback = FeedbackJoin.from_dict(data["feedback"])

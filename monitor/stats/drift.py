@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -219,45 +220,91 @@ def _mean_abs_of_line(start: FloatArray, end: FloatArray) -> FloatArray:
     return np.where(same_sign, total / 2, crossing)
 
 
+# Sums are kept exactly, as integers in units of 2**-SUM_SCALE (every float64 is a whole number of
+# them), so a summary does not depend on how its stream was cut into batches or merged.
+SUM_SCALE = 1126
+_MANTISSA_BITS = 53
+_HALF = 26
+
+
+def exact_sum(values: FloatArray) -> int:
+    """The exact sum of finite float64 values, in units of 2**-SUM_SCALE (vectorised; no rounding).
+
+    >>> exact_sum(np.array([0.1, 0.2, -0.3])) == exact_sum(np.array([-0.3, 0.2, 0.1]))
+    True
+    """
+    if values.size == 0:
+        return 0
+    mantissa, exponent = np.frexp(values)
+    whole = (mantissa * 2.0**_MANTISSA_BITS).astype(np.int64)
+    shift = exponent.astype(np.int64) + (SUM_SCALE - _MANTISSA_BITS)
+    # Split each 53-bit mantissa in two halves whose sums per shift stay exact in float64 weights.
+    high, low = whole >> _HALF, whole & ((1 << _HALF) - 1)
+    high_sums = np.bincount(shift, weights=high)
+    low_sums = np.bincount(shift, weights=low)
+    total = 0
+    for position in np.flatnonzero(high_sums.astype(bool) | low_sums.astype(bool)).tolist():
+        total += ((int(high_sums[position]) << _HALF) + int(low_sums[position])) << position
+    return total
+
+
 @dataclass(slots=True)
 class Summary:
-    """Count, missing, min, max, mean and M2 of a numeric stream; mergeable (Chan et al.).
+    """Count, missing, min, max and exact sums of a numeric stream, for its mean and M2; merges exactly.
 
     >>> s = Summary().update_many(np.array([1.0, 2.0, 3.0]))
-    >>> (s.count, s.mean, s.std)
-    (3, 2.0, 0.816496580927726)
+    >>> (s.count, s.mean, s.m2, s.std)
+    (3, 2.0, 2.0, 0.816496580927726)
     """
 
     count: int = 0
     missing: int = 0
     min: float = math.inf
     max: float = -math.inf
-    mean: float = 0.0
-    m2: float = 0.0
+    # exact sums of the values and of their (float64) squares, in units of 2**-SUM_SCALE
+    total: int = 0
+    total_squares: int = 0
+    # values whose square overflows float64 (|x| > 1e154): M2 is then infinite
+    overflowed: int = 0
 
     def update_many(self, values: FloatArray) -> Summary:
         """Fold finite values in (the caller counts missing ones)."""
-        n = int(values.size)
-        if n == 0:
+        if values.size == 0:
             return self
-        batch_mean = float(values.mean())
-        batch_m2 = float(np.sum((values - batch_mean) ** 2))
-        return self._combine(n, batch_mean, batch_m2, float(values.min()), float(values.max()))
-
-    def _combine(self, n: int, mean: float, m2: float, low: float, high: float) -> Summary:
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta**2 * self.count * n / total
-        self.count = total
-        self.min, self.max = min(self.min, low), max(self.max, high)
+        squares = values * values
+        finite = np.isfinite(squares)
+        if not finite.all():
+            self.overflowed += int(values.size - np.count_nonzero(finite))
+            squares = squares[finite]
+        self.count += int(values.size)
+        self.total += exact_sum(values)
+        self.total_squares += exact_sum(squares)
+        self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
         return self
 
     def merge(self, other: Summary) -> Summary:
+        self.count += other.count
         self.missing += other.missing
-        if other.count:
-            self._combine(other.count, other.mean, other.m2, other.min, other.max)
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+        self.total += other.total
+        self.total_squares += other.total_squares
+        self.overflowed += other.overflowed
         return self
+
+    @property
+    def mean(self) -> float:
+        return float(Fraction(self.total, 1 << SUM_SCALE) / self.count) if self.count else 0.0
+
+    @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the mean (from the exact sums: no cancellation)."""
+        if not self.count:
+            return 0.0
+        if self.overflowed:
+            return math.inf
+        scale = 1 << SUM_SCALE
+        exact = Fraction(self.total_squares, scale) - Fraction(self.total, scale) ** 2 / self.count
+        return max(float(exact), 0.0)
 
     @property
     def std(self) -> float:
@@ -267,7 +314,9 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         finite = self.count > 0
         return {"count": self.count, "missing": self.missing, "min": self.min if finite else None,
-                "max": self.max if finite else None, "mean": self.mean, "m2": self.m2}
+                "max": self.max if finite else None, "mean": self.mean, "m2": self.m2,
+                # exact sums as text: JSON numbers this large lose digits in most readers
+                "total": str(self.total), "total_squares": str(self.total_squares), "overflowed": self.overflowed}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Summary:
@@ -275,5 +324,5 @@ class Summary:
             int(data["count"]), int(data["missing"]),
             math.inf if data["min"] is None else float(data["min"]),
             -math.inf if data["max"] is None else float(data["max"]),
-            float(data["mean"]), float(data["m2"]),
+            int(data["total"]), int(data["total_squares"]), int(data.get("overflowed", 0)),
         )
