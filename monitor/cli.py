@@ -1,4 +1,4 @@
-"""The `driftgate` command line (CONTRACT §5): run, gate, demo."""
+"""The `driftgate` command line (CONTRACT §5): run, gate, demo; reference build and report."""
 
 from __future__ import annotations
 
@@ -97,6 +97,50 @@ def demo(
         err.print(f"[red]demo failed:[/red] {error}")
         raise typer.Exit(1) from None
     err.print(f"last verdict: {final}")
+
+
+reference_app = typer.Typer(help="Reference profiles: what live and canary traffic are compared with.",
+                            no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+
+
+@reference_app.command("build")
+def reference_build(
+    deployment: Annotated[str, typer.Option(help="The deployment the profile is for (as in the config).")],
+    source: Annotated[Path, typer.Option("--from", help="The reference data: .csv, .parquet or .jsonl.")],
+    out: Annotated[Path, typer.Option(help="Where to write the profile (JSON).")],
+    bins: Annotated[int, typer.Option(min=2, max=10_000, help="Bins per numeric column (at its quantiles).")] = 100,
+) -> None:
+    """Profile a reference data set (the test set, or predictions recorded earlier) for drift checks."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from monitor.profile import build_profile, write_profile
+    from monitor.reference_file import ReferenceFileError, read_reference
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeRemainingColumn(), console=err) as progress:
+        task = progress.add_task(f"reading {source.name}", total=None)
+        try:
+            table = read_reference(source, lambda done, total: progress.update(task, completed=done, total=total))
+        except ReferenceFileError as error:
+            progress.stop()
+            err.print(f"[red]reference refused:[/red] {error}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        progress.update(task, description=f"profiling {table.rows:,} rows", completed=0, total=1)
+        profile = build_profile(deployment, table.labels, table.columns(), bins=bins, source=source.name)
+        progress.update(task, completed=1)
+    try:
+        write_profile(profile, out)
+    except OSError as error:
+        err.print(f"[red]cannot write {out}:[/red] {error.strerror}")
+        raise typer.Exit(2) from None
+    kinds = [spec.kind for spec in profile.layout.columns.values()]
+    err.print(
+        f"{out}: {profile.rows:,} rows, {len(profile.class_counts)} classes, "
+        f"{kinds.count('numeric')} numeric and {kinds.count('categorical')} categorical columns "
+        f"(scores included); point deployments[].reference.profile of {deployment!r} at it",
+        highlight=False, soft_wrap=True,
+    )
 
 
 def main() -> None:

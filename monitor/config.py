@@ -362,6 +362,11 @@ class DriftSettings(Section):
     sample_rows: int = Field(
         2000, ge=0, le=100_000, description="Most recent rows per role kept for reports (`driftgate report`)."
     )
+    sample_every: int = Field(
+        4, ge=1, le=1000,
+        description="Bin the features and scores of one prediction in this many per role (1: every one): "
+        "a systematic sample, so the hot path stays fast; drift and quality figures are of the sample.",
+    )
 
 
 class DeploymentSettings(Section):

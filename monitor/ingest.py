@@ -61,7 +61,7 @@ def attach_features(state: DeploymentState, settings: DeploymentSettings) -> Non
     drift = settings.drift
     intake_settings = IntakeSettings(
         bins=drift.bins, learn_from=drift.learn_from, max_new_categories=drift.max_new_categories,
-        sample_rows=drift.sample_rows,
+        sample_rows=drift.sample_rows, sample_every=drift.sample_every,
     )
     path = settings.reference.profile
     profile = read_profile(path) if path is not None else None

@@ -96,7 +96,8 @@ def _csv_chunks(path: Path, on_progress: Progress) -> Iterator[list[dict[str, An
     total = path.stat().st_size
     with path.open("rb") as handle:
         try:
-            for frame in pd.read_csv(handle, chunksize=CHUNK_ROWS):
+            # round_trip: every float as written, not the fast parser's nearest-but-one
+            for frame in pd.read_csv(handle, chunksize=CHUNK_ROWS, float_precision="round_trip"):
                 yield frame.to_dict("records")
                 on_progress(min(handle.tell(), total), total)
         except (pd.errors.ParserError, UnicodeDecodeError) as error:

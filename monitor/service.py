@@ -26,10 +26,12 @@ from monitor.checkpoint import (
 )
 from monitor.checks import live_divergence, precision_figures, reference_divergence_figures
 from monitor.config import Settings
+from monitor.feature_checks import drift_figures, quality_figures
 from monitor.ingest import UNROUTED, Ingest
 from monitor.records import DeadLetter, Record
+from monitor.state.deployment import DeploymentState
 from monitor.state.spotcheck import SpotcheckCase
-from monitor.verdict import Verdict, evaluate, iso_time
+from monitor.verdict import Verdict, evaluate, iso_time, reference_classes
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +400,7 @@ class Sidecar:
                     "divergence": {"live": _figures(live_divergence(classes, comparison))},
                     "feedback": precision_figures(classes, comparison.outcomes),
                 }
-                reference = deployment.reference.class_distribution
+                reference = deployment.reference.class_distribution or reference_classes(deployment)
                 if reference:
                     current["divergence"]["reference"] = _figures(
                         reference_divergence_figures(classes, comparison.canary.vector(classes), reference)
@@ -422,6 +424,7 @@ class Sidecar:
                 "spotcheck": {"picked": state.sampler.picked, "offered": state.sampler.offered,
                               "waiting": len(state.review.cases)},
                 "watermark": iso_time(state.watermark),
+                "features": feature_snapshot(state),
             }
         verdict = self.verdicts.get(name)
         snapshot["verdict"] = verdict.verdict if verdict else "pending"
@@ -464,6 +467,24 @@ def spotcheck_event(case: SpotcheckCase) -> dict[str, Any]:
         "ts": iso_time(case.ts),
         "canary_version": case.canary_version,
         "priority": case.priority,
+    }
+
+
+def feature_snapshot(state: DeploymentState) -> dict[str, Any]:
+    """Feature, score and data-quality drift of the current comparison (see monitor.feature_checks)."""
+    intake = state.intake
+    comparison = state.current
+    sides = comparison.features if comparison is not None else {}
+    return {
+        "baseline": "reference" if state.reference_features is not None else "live",
+        "layout": "profile" if intake.from_profile else ("learned" if intake.layout is not None else "learning"),
+        "columns": sorted(intake.layout.columns) if intake.layout is not None else [],
+        "rows": {role: stats.rows for role, stats in sides.items()},
+        "held": intake.held_rows,
+        "unbinned": intake.unbinned,
+        "sample_every": intake.settings.sample_every,
+        "drift": [figure.to_dict() for figure in drift_figures(state)],
+        "quality": {role: quality_figures(stats) for role, stats in sides.items()},
     }
 
 

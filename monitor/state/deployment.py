@@ -173,7 +173,9 @@ class DeploymentState:
         self.outbox: list[SpotcheckCase] = []
         self.watermark = 0.0
         self.intake = intake or FeatureIntake()
-        self._hold_row = self.intake.pending.append
+        self._hold_live = self.intake.pending["live"].append
+        self._hold_canary = self.intake.pending["canary"].append
+        self._sample_every = self.intake.settings.sample_every
         # the reference profile's feature state, when the deployment has one (from the config, not checkpointed)
         self.reference_features: FeatureStats | None = None
 
@@ -197,7 +199,7 @@ class DeploymentState:
             totals = by_version[version] = ClassCounts()
         counts = totals.counts
         counts[label] = counts.get(label, 0) + 1
-        self.events[role] += 1
+        seen = self.events[role] = self.events[role] + 1
         windows = self.windows
         window = windows._current
         if window is None or not window.start <= ts < window.start + windows.length_s:
@@ -214,11 +216,13 @@ class DeploymentState:
                 comparison.last_ts = ts
             counts = window.canary.counts
             counts[label] = counts.get(label, 0) + 1
-            key: str | None = version
+            if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
+                # binned once per batch, in tick()
+                self._hold_canary((role, version, prediction.features, prediction.scores, label))
             pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
-            key = None
+            key: str | None = None
             if comparison is not None and ts >= comparison.live_from:
                 key = comparison.canary_version
                 counts = comparison.live.counts
@@ -229,10 +233,9 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
+            if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
+                self._hold_live((role, key, prediction.features, prediction.scores, label))
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
-        if prediction.features is not None or prediction.scores is not None:
-            # binned once per batch, in tick()
-            self._hold_row((role, key, prediction.features, prediction.scores, label))
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
             self._count_pair(prediction.request_id, live_label, canary_label, pair.canary_version or "", ts)
@@ -367,7 +370,9 @@ class DeploymentState:
                 comparison.features.clear()
         intake.load(old.to_dict())
         self.intake = intake
-        self._hold_row = intake.pending.append
+        self._hold_live = intake.pending["live"].append
+        self._hold_canary = intake.pending["canary"].append
+        self._sample_every = intake.settings.sample_every
         self.reference_features = reference
 
     def merge(self, other: DeploymentState) -> DeploymentState:

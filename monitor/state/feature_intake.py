@@ -6,11 +6,11 @@ once per batch :meth:`FeatureIntake.flush` bins every column of the batch with n
 The layout comes from the reference profile when there is one. Without one the
 canary is compared with live: the layout is learned from the first ``learn_from``
 live rows (numeric edges at their quantiles, categories seen), and the rows that
-arrive until then are held (at most ``4 * learn_from``; more are counted in
+arrive until then are held (at most ``2 * learn_from`` per role; more are counted in
 ``unbinned``) and binned once the layout is known.
 
 A bounded sample of the most recent rows per role (``sample_rows``) is kept for
-reports.
+reports; it is not checkpointed (it refills as traffic comes).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class IntakeSettings:
     """How a layout is learned without a profile, and how much is kept for reports."""
 
     bins: int = 100
+    # the features of one prediction in this many per role are binned (1: all); see DriftSettings
+    sample_every: int = 4
     learn_from: int = 1000
     max_new_categories: int = 50
     sample_rows: int = 2000
@@ -44,8 +46,10 @@ class FeatureIntake:
         self.settings = settings or IntakeSettings()
         self.layout = layout
         self.from_profile = layout is not None
-        self.pending: list[Row] = []
-        self.held: list[Row] = []
+        # role -> rows of this batch; the lists stay (the hot path holds their bound append)
+        self.pending: dict[str, list[Row]] = {"live": [], "canary": []}
+        # role -> rows waiting for the layout to be learned
+        self.held: dict[str, list[Row]] = {"live": [], "canary": []}
         self.unbinned = 0
         self.recent: dict[str, deque[Row]] = {
             role: deque(maxlen=self.settings.sample_rows) for role in ("live", "canary")
@@ -53,40 +57,46 @@ class FeatureIntake:
 
     def flush(self, resolve: Resolver) -> None:
         """Bin the rows of the batch into the feature state each belongs to (``resolve(role, key)``)."""
-        if not self.pending:
+        batches = []
+        for role, pending in self.pending.items():
+            if pending:
+                batches.append(pending.copy())
+                pending.clear()
+                if self.settings.sample_rows:
+                    self.recent[role].extend(batches[-1][-self.settings.sample_rows:])
+        if not batches:
             return
-        # The list object stays: the hot path holds its bound append.
-        rows = self.pending.copy()
-        self.pending.clear()
-        for role in ("live", "canary"):
-            self.recent[role].extend(row for row in rows if row[0] == role)
         if self.layout is None:
-            rows = self._hold(rows)
-            if self.layout is None:
-                return
-        groups: dict[tuple[str, str | None], list[Row]] = {}
-        for row in rows:
-            groups.setdefault((row[0], row[1]), []).append(row)
-        for (role, key), group in groups.items():
-            target = resolve(role, key)
-            if target is not None:
-                target.update([row[2] for row in group], [row[3] for row in group])
+            batches = self._hold(batches)
+        for rows in batches:
+            for (role, key), group in _groups(rows):
+                target = resolve(role, key)
+                if target is not None:
+                    target.update([row[2] for row in group], [row[3] for row in group])
 
-    def _hold(self, rows: list[Row]) -> list[Row]:
+    def _hold(self, batches: list[list[Row]]) -> list[list[Row]]:
         """Keep rows until enough live rows are here to learn the layout; then give all of them back."""
-        room = 4 * self.settings.learn_from - len(self.held)
-        self.held.extend(rows[:max(room, 0)])
-        self.unbinned += max(len(rows) - max(room, 0), 0)
-        live = [row for row in self.held if row[0] == "live"]
+        cap = 2 * self.settings.learn_from
+        for rows in batches:
+            held = self.held[rows[0][0]]
+            room = max(cap - len(held), 0)
+            held.extend(rows[:room])
+            self.unbinned += max(len(rows) - room, 0)
+        live = self.held["live"]
         if len(live) < self.settings.learn_from:
             return []
         # Exactly the first learn_from live rows, whatever the batches: a replay learns the same edges.
-        live = live[: self.settings.learn_from]
+        first = live[: self.settings.learn_from]
         self.layout = FeatureLayout.learn(
-            [row[2] for row in live], [row[3] for row in live], self.settings.bins, self.settings.max_new_categories
+            [row[2] for row in first], [row[3] for row in first], self.settings.bins, self.settings.max_new_categories
         )
-        held, self.held = self.held, []
-        return held
+        ready = [rows for rows in self.held.values() if rows]
+        self.held = {"live": [], "canary": []}
+        return ready
+
+    @property
+    def held_rows(self) -> int:
+        return sum(len(rows) for rows in self.held.values())
 
     def sample(self, role: str) -> list[Row]:
         """The most recent rows of a role, oldest first."""
@@ -95,10 +105,11 @@ class FeatureIntake:
     def merge(self, other: FeatureIntake) -> FeatureIntake:
         if self.layout is None and other.layout is not None:
             self.layout = other.layout
-        self.held.extend(other.held)
+        for role, waiting in other.held.items():
+            self.held[role].extend(waiting)
         self.unbinned += other.unbinned
-        for role, rows in other.recent.items():
-            self.recent[role].extend(rows)
+        for role, recent in other.recent.items():
+            self.recent[role].extend(recent)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,18 +119,30 @@ class FeatureIntake:
         return {
             "layout": self.layout.to_dict() if self.layout is not None else None,
             "from_profile": self.from_profile,
-            "pending": rows(self.pending),
-            "held": rows(self.held),
+            "pending": rows(row for pending in self.pending.values() for row in pending),
+            "held": {role: rows(items) for role, items in self.held.items()},
             "unbinned": self.unbinned,
-            "recent": {role: rows(items) for role, items in self.recent.items()},
+            # The report sample is not checkpointed: it refills within moments of traffic, and rows with
+            # many features would make every checkpoint large.
         }
 
     def load(self, data: dict[str, Any]) -> None:
         """Take over a checkpoint's intake (a layout from the profile is kept as configured)."""
         if not self.from_profile and data.get("layout") is not None:
             self.layout = FeatureLayout.from_dict(data["layout"])
-        self.pending.extend(tuple(row) for row in data.get("pending", []))
-        self.held = [tuple(row) for row in data.get("held", [])]
+        for row in data.get("pending", []):
+            self.pending[row[0]].append(tuple(row))
+        for role, items in data.get("held", {}).items():
+            self.held[role] = [tuple(row) for row in items]
         self.unbinned = int(data.get("unbinned", 0))
-        for role, items in data.get("recent", {}).items():
-            self.recent[role].extend(tuple(row) for row in items)
+
+
+def _groups(rows: list[Row]) -> list[tuple[tuple[str, str | None], list[Row]]]:
+    """Rows by (role, comparison key), in order; a batch is nearly always one group per role."""
+    first = (rows[0][0], rows[0][1])
+    if all(row[0] == first[0] and row[1] == first[1] for row in rows):
+        return [(first, rows)]
+    groups: dict[tuple[str, str | None], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row[0], row[1]), []).append(row)
+    return list(groups.items())

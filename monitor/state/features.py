@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -279,20 +280,21 @@ class FeatureStats:
         self.layout = layout
         self.rows = 0
         self.columns: dict[str, Column] = {name: new_column(spec) for name, spec in layout.columns.items()}
+        self._feature_names = [name for name in self.columns if not name.startswith(SCORES_PREFIX)]
+        self._score_names = [name for name in self.columns if name.startswith(SCORES_PREFIX)]
+        self._score_keys = [name[len(SCORES_PREFIX):] for name in self._score_names]
 
     def update(self, features: Sequence[dict[str, Any] | None], scores: Sequence[dict[str, Any] | None]) -> None:
         """Fold a batch of rows in: ``features[i]`` and ``scores[i]`` belong to the same event."""
         self.rows += len(features)
-        has_scores = any(row is not None for row in scores)
-        for name, column in self.columns.items():
-            if name.startswith(SCORES_PREFIX):
-                if not has_scores:
-                    column.update([None] * len(scores))
-                    continue
-                key = name[len(SCORES_PREFIX):]
-                column.update([row.get(key) if row is not None else None for row in scores])
-            else:
-                column.update([row.get(name) if row is not None else None for row in features])
+        for rows, names, keys in (
+            (features, self._feature_names, self._feature_names),
+            (scores, self._score_names, self._score_keys),
+        ):
+            if not names:
+                continue
+            for name, values in zip(names, _columns_of(rows, keys), strict=True):
+                self.columns[name].update(values)
 
     def update_columns(self, rows: int, values: dict[str, list[Any]]) -> None:
         """Fold whole columns in (a reference file read column by column); absent columns are missing."""
@@ -324,3 +326,20 @@ class FeatureStats:
                 else CategoricalColumn.from_dict(spec, item)
             )
         return stats
+
+
+def _columns_of(rows: Sequence[dict[str, Any] | None], keys: list[str]) -> list[list[Any]]:
+    """The values of ``keys`` in each row, as one list per key (None where a row lacks one).
+
+    Speed matters (once per batch for every event): when every row has every key, one
+    C-level itemgetter per row and a transposition do it; otherwise a get per value.
+    """
+    if not rows:
+        return [[] for _ in keys]
+    if len(keys) > 1:
+        getter = itemgetter(*keys)
+        try:
+            return [list(column) for column in zip(*map(getter, rows), strict=True)]  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            pass
+    return [[row.get(key) if row is not None else None for row in rows] for key in keys]

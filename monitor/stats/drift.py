@@ -240,12 +240,14 @@ def exact_sum(values: FloatArray) -> int:
     shift = exponent.astype(np.int64) + (SUM_SCALE - _MANTISSA_BITS)
     # Split each 53-bit mantissa in two halves whose sums per shift stay exact in float64 weights.
     high, low = whole >> _HALF, whole & ((1 << _HALF) - 1)
+    base = int(shift.min())
+    shift -= base
     high_sums = np.bincount(shift, weights=high)
     low_sums = np.bincount(shift, weights=low)
     total = 0
     for position in np.flatnonzero(high_sums.astype(bool) | low_sums.astype(bool)).tolist():
         total += ((int(high_sums[position]) << _HALF) + int(low_sums[position])) << position
-    return total
+    return total << base
 
 
 @dataclass(slots=True)
