@@ -101,6 +101,7 @@ def _pairs(state: DeploymentState) -> Iterator[tuple[str, str, FeatureStats, Fea
 
 def drift_figures(state: DeploymentState) -> list[FeatureDrift]:
     """Every drift statistic of the current comparison, for the snapshot and /metrics."""
+    state.flush_features()
     figures: list[FeatureDrift] = []
     for role, baseline_name, baseline, current in _pairs(state):
         for name, column in current.columns.items():
@@ -220,6 +221,7 @@ QUALITY_CHECKS = (
 
 def data_quality_checks(state: DeploymentState, settings: DataQualityCheckSettings) -> list[CheckResult]:
     """One check per kind of data-quality finding, on the canary's inputs against its baseline."""
+    state.flush_features()
     comparison = state.current
     canary = comparison.features.get("canary") if comparison is not None else None
     baseline = state.reference_features or (comparison.features.get("live") if comparison is not None else None)

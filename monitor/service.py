@@ -472,6 +472,7 @@ def spotcheck_event(case: SpotcheckCase) -> dict[str, Any]:
 
 def feature_snapshot(state: DeploymentState) -> dict[str, Any]:
     """Feature, score and data-quality drift of the current comparison (see monitor.feature_checks)."""
+    state.flush_features()
     intake = state.intake
     comparison = state.current
     sides = comparison.features if comparison is not None else {}

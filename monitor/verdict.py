@@ -135,6 +135,7 @@ def _let_feedback_decide(results: list[CheckResult]) -> list[CheckResult]:
 def evaluate(settings: DeploymentSettings, state: DeploymentState) -> Verdict:
     """The deployment's verdict now (pure: the same state always gives the same verdict)."""
     comparison = state.current
+    state.flush_features()
     samples = {"live": 0, "canary": 0, "feedback": 0, "spotcheck_labels": 0}
     evaluated_at = iso_time(state.watermark)
     if comparison is None:

@@ -339,13 +339,18 @@ class DeploymentState:
     # -- housekeeping -------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Bin the batch's features, expire join entries past their TTL at the watermark; call once per batch."""
-        self.intake.flush(self._feature_stats)
+        """Expire join entries past their TTL at the watermark (and bin waiting features); call once per batch."""
+        if self.intake.waiting >= self.intake.settings.flush_rows:
+            self.flush_features()
         self.join.expire(self.watermark)
         self.feedback.expire(self.watermark)
         for comparison in self.comparisons.values():
             if comparison.evidence is not None:
                 comparison.evidence.flush()
+
+    def flush_features(self) -> None:
+        """Bin the features waiting in the intake (before anything reads or saves the feature state)."""
+        self.intake.flush(self._feature_stats)
 
     def _feature_stats(self, role: str, key: str | None) -> FeatureStats | None:
         """The feature state of a role in the comparison of canary version ``key`` (made when first needed)."""
@@ -412,6 +417,7 @@ class DeploymentState:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        self.flush_features()
         return {
             "name": self.name,
             "classes": list(self.classes),

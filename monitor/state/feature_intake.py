@@ -34,6 +34,8 @@ class IntakeSettings:
     bins: int = 100
     # the features of one prediction in this many per role are binned (1: all); see DriftSettings
     sample_every: int = 4
+    # rows waiting before they are binned: numpy's fixed cost per call is paid once per this many
+    flush_rows: int = 4096
     learn_from: int = 1000
     max_new_categories: int = 50
     sample_rows: int = 2000
@@ -69,10 +71,20 @@ class FeatureIntake:
         if self.layout is None:
             batches = self._hold(batches)
         for rows in batches:
-            for (role, key), group in _groups(rows):
+            role = rows[0][0]
+            # transposed in C: one tuple of keys, features and scores each
+            _, keys, features, scores, _ = zip(*rows, strict=True)
+            distinct = set(keys)
+            if len(distinct) == 1:
+                target = resolve(role, keys[0])
+                if target is not None:
+                    target.update(features, scores)
+                continue
+            for key in distinct:
                 target = resolve(role, key)
                 if target is not None:
-                    target.update([row[2] for row in group], [row[3] for row in group])
+                    where = [i for i, k in enumerate(keys) if k == key]
+                    target.update([features[i] for i in where], [scores[i] for i in where])
 
     def _hold(self, batches: list[list[Row]]) -> list[list[Row]]:
         """Keep rows until enough live rows are here to learn the layout; then give all of them back."""
@@ -93,6 +105,11 @@ class FeatureIntake:
         ready = [rows for rows in self.held.values() if rows]
         self.held = {"live": [], "canary": []}
         return ready
+
+    @property
+    def waiting(self) -> int:
+        """Rows not binned yet."""
+        return len(self.pending["live"]) + len(self.pending["canary"])
 
     @property
     def held_rows(self) -> int:
@@ -135,14 +152,3 @@ class FeatureIntake:
         for role, items in data.get("held", {}).items():
             self.held[role] = [tuple(row) for row in items]
         self.unbinned = int(data.get("unbinned", 0))
-
-
-def _groups(rows: list[Row]) -> list[tuple[tuple[str, str | None], list[Row]]]:
-    """Rows by (role, comparison key), in order; a batch is nearly always one group per role."""
-    first = (rows[0][0], rows[0][1])
-    if all(row[0] == first[0] and row[1] == first[1] for row in rows):
-        return [(first, rows)]
-    groups: dict[tuple[str, str | None], list[Row]] = {}
-    for row in rows:
-        groups.setdefault((row[0], row[1]), []).append(row)
-    return list(groups.items())

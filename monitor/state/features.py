@@ -149,7 +149,7 @@ class NumericColumn:
         if self.counts.size == 0:
             self.counts = np.zeros(self._edges.size + 1, dtype=np.int64)
 
-    def update(self, values: list[Any]) -> None:
+    def update(self, values: Sequence[Any]) -> None:
         """Fold a batch of raw values in (None: missing; a value that is not a number: a type change)."""
         try:
             array = np.array(values, dtype=np.float64)
@@ -165,7 +165,7 @@ class NumericColumn:
         self.out_of_range += int(np.count_nonzero(index == self._edges.size))
         self.summary.update_many(finite)
 
-    def _numbers_only(self, values: list[Any]) -> FloatArray:
+    def _numbers_only(self, values: Sequence[Any]) -> FloatArray:
         """The slow path: values that are not numbers are type changes, left out of the rest."""
         numbers: list[float] = []
         for value in values:
@@ -213,7 +213,7 @@ class CategoricalColumn:
     def __post_init__(self) -> None:
         self._known = frozenset(self.spec.categories)
 
-    def update(self, values: list[Any]) -> None:
+    def update(self, values: Sequence[Any]) -> None:
         """Fold a batch of raw values in (None: missing; a number: a type change, counted by its text)."""
         counts = self.counts
         for value, n in Counter(values).items():
@@ -328,7 +328,7 @@ class FeatureStats:
         return stats
 
 
-def _columns_of(rows: Sequence[dict[str, Any] | None], keys: list[str]) -> list[list[Any]]:
+def _columns_of(rows: Sequence[dict[str, Any] | None], keys: list[str]) -> list[Sequence[Any]]:
     """The values of ``keys`` in each row, as one list per key (None where a row lacks one).
 
     Speed matters (once per batch for every event): when every row has every key, one
@@ -339,7 +339,7 @@ def _columns_of(rows: Sequence[dict[str, Any] | None], keys: list[str]) -> list[
     if len(keys) > 1:
         getter = itemgetter(*keys)
         try:
-            return [list(column) for column in zip(*map(getter, rows), strict=True)]  # type: ignore[arg-type]
+            return list(zip(*map(getter, rows), strict=True))  # type: ignore[arg-type]
         except (KeyError, TypeError):
             pass
     return [[row.get(key) if row is not None else None for row in rows] for key in keys]

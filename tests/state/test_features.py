@@ -131,7 +131,7 @@ def test_deployment_state_bins_features_per_comparison_and_round_trips() -> None
             state.add_prediction(role, Prediction(f"r{i}", "d", "invoice", 1000.0 + i, version, score, row))
         if i % 100 == 0:
             state.tick()
-    state.tick()
+    state.flush_features()  # tick() bins once enough rows wait; readers flush first
     comparison = state.current
     assert comparison is not None
     # live features count once the comparison exists: the first live answer came before the first canary one
@@ -147,5 +147,5 @@ def test_sampling_bins_one_prediction_in_n() -> None:
     state = DeploymentState("d", intake=FeatureIntake(IntakeSettings(sample_every=4), layout))
     for i, row in enumerate(features):
         state.add_prediction("canary", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v2", None, row))
-    state.tick()
+    state.flush_features()
     assert state.current is not None and state.current.features["canary"].rows == 100
