@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from monitor.report import SampleRow
 from monitor.state.features import FeatureLayout, FeatureStats
 
 FORMAT = "driftgate-reference-profile/1"
@@ -39,6 +40,8 @@ class ReferenceProfile:
     layout: FeatureLayout
     features: FeatureStats
     source: str = ""
+    # evenly spaced rows of the reference data, for Evidently reports
+    sample: list[SampleRow] = field(default_factory=list)
 
     def class_distribution(self) -> dict[str, float]:
         total = sum(self.class_counts.values())
@@ -53,6 +56,7 @@ class ReferenceProfile:
             "class_counts": dict(self.class_counts),
             "layout": self.layout.to_dict(),
             "features": self.features.to_dict(),
+            "sample": [row.to_dict() for row in self.sample],
         }
 
     @classmethod
@@ -68,6 +72,7 @@ class ReferenceProfile:
                 layout=layout,
                 features=FeatureStats.from_dict(layout, data["features"]),
                 source=str(data.get("source", "")),
+                sample=[SampleRow.from_dict(row) for row in data.get("sample", [])],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ProfileError(f"the profile is damaged: {error}") from None
@@ -80,6 +85,7 @@ def build_profile(
     bins: int = DEFAULT_BINS,
     max_new_categories: int = 50,
     source: str = "",
+    sample: list[SampleRow] | None = None,
 ) -> ReferenceProfile:
     """A profile from reference columns: ``labels`` per row and ``columns`` (feature or ``scores.<class>``)."""
     rows = len(labels)
@@ -87,7 +93,9 @@ def build_profile(
     features = FeatureStats(layout)
     features.update_columns(rows, columns)
     class_counts = Counter(label for label in labels if label is not None)
-    return ReferenceProfile(deployment, rows, dict(sorted(class_counts.items())), layout, features, source)
+    return ReferenceProfile(
+        deployment, rows, dict(sorted(class_counts.items())), layout, features, source, list(sample or [])
+    )
 
 
 def write_profile(profile: ReferenceProfile, path: Path) -> None:

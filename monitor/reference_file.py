@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+from monitor.report import SampleRow
 from monitor.state.features import SCORES_PREFIX
 
 CHUNK_ROWS = 50_000
-BOOKKEEPING = frozenset({"request_id", "ts", "deployment", "model_version", "source", "correct"})
+BOOKKEEPING = frozenset({"request_id", "ts", "deployment", "model_version", "source", "correct", "target"})
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 # (done, total): bytes for CSV and JSON lines, rows for Parquet
@@ -37,12 +38,22 @@ class ReferenceTable:
     """Labels per row and the values of each feature and score column."""
 
     labels: list[str | None] = field(default_factory=list)
+    # the true class of a row, when the file has a `target` column (for classification quality in reports)
+    targets: list[str | None] = field(default_factory=list)
     features: list[dict[str, Any]] = field(default_factory=list)
     scores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return len(self.labels)
+
+    def sample(self, size: int) -> list[SampleRow]:
+        """At most ``size`` evenly spaced rows (the same ones every time)."""
+        step = max(1, -(-self.rows // size)) if size > 0 else self.rows + 1
+        return [
+            SampleRow(self.labels[i] or "", self.targets[i], self.features[i], self.scores[i])
+            for i in range(0, self.rows, step)
+        ][:size]
 
     def columns(self) -> dict[str, list[Any]]:
         """Feature columns by name and score columns as ``scores.<class>``, None where a row lacks one."""
@@ -165,6 +176,8 @@ def read_reference(path: Path, on_progress: Progress | None = None) -> Reference
             if label is None:
                 no_label.append(number)
             table.labels.append(label)
+            target = row.get("target")
+            table.targets.append(None if _missing(target) else str(target))
             table.features.append(features)
             table.scores.append(scores)
     _check(path, table, no_label)

@@ -28,7 +28,9 @@ from monitor.checks import live_divergence, precision_figures, reference_diverge
 from monitor.config import Settings
 from monitor.feature_checks import drift_figures, quality_figures
 from monitor.ingest import UNROUTED, Ingest
+from monitor.profile import read_profile
 from monitor.records import DeadLetter, Record
+from monitor.report import ReportError
 from monitor.state.deployment import DeploymentState
 from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time, reference_classes
@@ -429,6 +431,34 @@ class Sidecar:
         verdict = self.verdicts.get(name)
         snapshot["verdict"] = verdict.verdict if verdict else "pending"
         return snapshot
+
+    def report(self, name: str, role: str) -> str:
+        """The Evidently report of the reference against a role's recent rows (ReportError: not enough yet).
+
+        The rows are copied under the lock; the report is made outside it, so consuming goes on meanwhile.
+        """
+        from monitor.report import report_html
+
+        deployment = self.settings.deployment(name)
+        assert deployment is not None
+        with self._lock:
+            state = self.ingest.states[name]
+            current = state.intake.sample(role)
+            layout = state.intake.layout
+        profile_path = deployment.reference.profile
+        if profile_path is not None:
+            profile = read_profile(profile_path)
+            reference, baseline = profile.sample, f"the reference {profile.source or profile_path.name}"
+        else:
+            if role == "live":
+                raise ReportError("without a reference profile (reference.profile) live is the baseline; "
+                                  "report on the canary")
+            with self._lock:
+                reference = state.intake.sample("live")
+            baseline = "live's recent traffic"
+        kinds = {column: spec.kind for column, spec in layout.columns.items()} if layout is not None else {}
+        title = f"{name}: recent {role} traffic against {baseline}"
+        return report_html(title, reference, current, kinds)
 
     def webhook_counts(self) -> dict[tuple[str, str, str], int]:
         """Webhook delivery counters: (deployment, url host, outcome) -> total."""

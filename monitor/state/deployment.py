@@ -218,7 +218,7 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
                 # binned once per batch, in tick()
-                self._hold_canary((role, version, prediction.features, prediction.scores, label))
+                self._hold_canary((role, version, prediction.features, prediction.scores, label, prediction.request_id))
             pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
@@ -234,7 +234,7 @@ class DeploymentState:
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
             if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
-                self._hold_live((role, key, prediction.features, prediction.scores, label))
+                self._hold_live((role, key, prediction.features, prediction.scores, label, prediction.request_id))
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
@@ -256,6 +256,8 @@ class DeploymentState:
         if feedback.ts > self.watermark:
             self.watermark = feedback.ts
         self.events["feedback"] += 1
+        if feedback.label is not None:
+            self.intake.note_truth(feedback.request_id, feedback.label)
         if feedback.source == "spotcheck":
             self.spotcheck_labels += 1
             self.review.settle(feedback.request_id)

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.report import SampleRow
 from monitor.state.features import FeatureLayout, FeatureStats
 
-# (role, comparison key or None, features, scores, label)
-Row = tuple[str, str | None, dict[str, Any] | None, dict[str, float] | None, str]
+# (role, comparison key or None, features, scores, label, request id)
+Row = tuple[str, str | None, dict[str, Any] | None, dict[str, float] | None, str, str]
 Resolver = Callable[[str, str | None], FeatureStats | None]
 
 
@@ -56,6 +57,8 @@ class FeatureIntake:
         self.recent: dict[str, deque[Row]] = {
             role: deque(maxlen=self.settings.sample_rows) for role in ("live", "canary")
         }
+        # request id -> true class from feedback, for the recent rows (bounded; oldest let go first)
+        self.truths: dict[str, str] = {}
 
     def flush(self, resolve: Resolver) -> None:
         """Bin the rows of the batch into the feature state each belongs to (``resolve(role, key)``)."""
@@ -73,7 +76,7 @@ class FeatureIntake:
         for rows in batches:
             role = rows[0][0]
             # transposed in C: one tuple of keys, features and scores each
-            _, keys, features, scores, _ = zip(*rows, strict=True)
+            _, keys, features, scores, _, _ = zip(*rows, strict=True)
             distinct = set(keys)
             if len(distinct) == 1:
                 target = resolve(role, keys[0])
@@ -115,9 +118,17 @@ class FeatureIntake:
     def held_rows(self) -> int:
         return sum(len(rows) for rows in self.held.values())
 
-    def sample(self, role: str) -> list[Row]:
-        """The most recent rows of a role, oldest first."""
-        return list(self.recent[role])
+    def note_truth(self, request_id: str, label: str) -> None:
+        """Remember the true class of a request, for the report sample."""
+        truths = self.truths
+        truths[request_id] = label
+        if len(truths) > 4 * self.settings.sample_rows:
+            del truths[next(iter(truths))]
+
+    def sample(self, role: str) -> list[SampleRow]:
+        """The most recent rows of a role, oldest first, with the true class where feedback told it."""
+        truths = self.truths
+        return [SampleRow(row[4], truths.get(row[5]), row[2], row[3]) for row in self.recent[role]]
 
     def merge(self, other: FeatureIntake) -> FeatureIntake:
         if self.layout is None and other.layout is not None:

@@ -95,7 +95,7 @@ def test_merging_two_states_equals_the_state_of_the_union(first: list[dict[str, 
 
 
 def rows_for(role: str, key: str | None, features: list[dict[str, Any]]) -> list[Any]:
-    return [(role, key, row, None, "x") for row in features]
+    return [(role, key, row, None, "x", f"r{i}") for i, row in enumerate(features)]
 
 
 def test_intake_learns_from_the_first_live_rows_and_bins_what_it_held() -> None:
