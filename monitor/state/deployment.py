@@ -18,6 +18,7 @@ first (as long as the live answers are within the kept windows).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,9 @@ class DeploymentState:
         self._sample_every = self.intake.settings.sample_every
         # the reference profile's feature state, when the deployment has one (from the config, not checkpointed)
         self.reference_features: FeatureStats | None = None
+        # window start -> features of live answers that came before a comparison counted them (as the windows
+        # keep live class counts): a comparison that starts later takes those from its start on
+        self.live_features: dict[float, FeatureStats] = {}
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -218,7 +222,9 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
                 # binned once per batch, in tick()
-                self._hold_canary((role, version, prediction.features, prediction.scores, label, prediction.request_id))
+                self._hold_canary(
+                    (role, version, prediction.features, prediction.scores, label, prediction.request_id, ts)
+                )
             pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
@@ -234,7 +240,7 @@ class DeploymentState:
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
             if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
-                self._hold_live((role, key, prediction.features, prediction.scores, label, prediction.request_id))
+                self._hold_live((role, key, prediction.features, prediction.scores, label, prediction.request_id, ts))
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
@@ -320,6 +326,7 @@ class DeploymentState:
         # Live answers that arrived before this version's first canary answer, but belong after it.
         _backfill_live(comparison, self.windows, live_from, float("inf"))
         self.comparisons[version] = comparison
+        self._backfill_live_features(comparison, live_from, float("inf"))
         self._pick_current()
         return comparison
 
@@ -328,6 +335,7 @@ class DeploymentState:
         live_from = ts - ts % self.windows.length_s
         if live_from < comparison.live_from and comparison is self.current:
             _backfill_live(comparison, self.windows, live_from, comparison.live_from)
+            self._backfill_live_features(comparison, live_from, comparison.live_from)
             comparison.live_from = live_from
         comparison.started_at = ts
         self._pick_current()
@@ -352,7 +360,41 @@ class DeploymentState:
 
     def flush_features(self) -> None:
         """Bin the features waiting in the intake (before anything reads or saves the feature state)."""
-        self.intake.flush(self._feature_stats)
+        self.intake.flush(self._feature_stats, self._place_live)
+
+    def _place_live(
+        self, features: Sequence[dict[str, Any] | None], scores: Sequence[dict[str, Any] | None],
+        times: Sequence[float],
+    ) -> None:
+        """Live rows that came with no comparison: kept by window, and counted in the current comparison
+        when their event time is within it (they may have been read before the canary's first answer)."""
+        layout = self.intake.layout
+        assert layout is not None
+        length = self.windows.length_s
+        by_start: dict[float, list[int]] = {}
+        for i, ts in enumerate(times):
+            by_start.setdefault(ts - ts % length, []).append(i)
+        current = self.current
+        for start, where in sorted(by_start.items()):
+            rows_features, rows_scores = [features[i] for i in where], [scores[i] for i in where]
+            stats = self.live_features.get(start)
+            if stats is None:
+                stats = self.live_features[start] = FeatureStats(layout)
+            stats.update(rows_features, rows_scores)
+            if current is not None and start >= current.live_from:
+                target = self._feature_stats("live", current.canary_version)
+                if target is not None:
+                    target.update(rows_features, rows_scores)
+        while len(self.live_features) > self.windows.kept:
+            del self.live_features[min(self.live_features)]
+
+    def _backfill_live_features(self, comparison: Comparison, start: float, end: float) -> None:
+        """Add the kept live features of windows in [start, end) to a comparison."""
+        for window_start, stats in sorted(self.live_features.items()):
+            if start <= window_start < end:
+                target = self._feature_stats("live", comparison.canary_version)
+                if target is not None:
+                    target.merge(stats)
 
     def _feature_stats(self, role: str, key: str | None) -> FeatureStats | None:
         """The feature state of a role in the comparison of canary version ``key`` (made when first needed)."""
@@ -371,10 +413,11 @@ class DeploymentState:
         Feature state binned over another layout than the configured one (a new profile) is let go.
         """
         old = self.intake
-        old.flush(self._feature_stats)
+        old.flush(self._feature_stats, self._place_live)
         if intake.layout is not None and old.layout is not None and intake.layout != old.layout:
             for comparison in self.comparisons.values():
                 comparison.features.clear()
+            self.live_features.clear()
         intake.load(old.to_dict())
         self.intake = intake
         self._hold_live = intake.pending["live"].append
@@ -415,6 +458,12 @@ class DeploymentState:
             self.review.push(case)
         self.windows.merge(other.windows)
         self.intake.merge(other.intake)
+        for start, stats in other.live_features.items():
+            kept = self.live_features.get(start)
+            if kept is None:
+                self.live_features[start] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+            else:
+                kept.merge(stats)
         self.watermark = max(self.watermark, other.watermark)
         return self
 
@@ -441,6 +490,7 @@ class DeploymentState:
             "windows": self.windows.to_dict(),
             "watermark": self.watermark,
             "features": self.intake.to_dict(),
+            "live_features": [[start, stats.to_dict()] for start, stats in sorted(self.live_features.items())],
         }
 
     @classmethod
@@ -462,6 +512,10 @@ class DeploymentState:
             state.intake.load(data["features"])
         layout = state.intake.layout
         state.comparisons = {c["canary_version"]: Comparison.from_dict(c, layout) for c in data["comparisons"]}
+        if layout is not None:
+            state.live_features = {
+                float(start): FeatureStats.from_dict(layout, item) for start, item in data.get("live_features", [])
+            }
         state._pick_current()
         state.join = RequestJoin.from_dict(data["join"])
         state.feedback = FeedbackJoin.from_dict(data["feedback"])

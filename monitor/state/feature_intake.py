@@ -16,16 +16,18 @@ reports; it is not checkpointed (it refills as traffic comes).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.report import SampleRow
 from monitor.state.features import FeatureLayout, FeatureStats
 
-# (role, comparison key or None, features, scores, label, request id)
-Row = tuple[str, str | None, dict[str, Any] | None, dict[str, float] | None, str, str]
+# (role, comparison key or None, features, scores, label, request id, event time)
+Row = tuple[str, str | None, dict[str, Any] | None, dict[str, float] | None, str, str, float]
 Resolver = Callable[[str, str | None], FeatureStats | None]
+# live rows that came with no comparison to count in: (features, scores, event times)
+Unkeyed = Callable[[Sequence[dict[str, Any] | None], Sequence[dict[str, Any] | None], Sequence[float]], None]
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class FeatureIntake:
         # request id -> true class from feedback, for the recent rows (bounded; oldest let go first)
         self.truths: dict[str, str] = {}
 
-    def flush(self, resolve: Resolver) -> None:
-        """Bin the rows of the batch into the feature state each belongs to (``resolve(role, key)``)."""
+    def flush(self, resolve: Resolver, unkeyed: Unkeyed) -> None:
+        """Bin the rows of the batch into the feature state each belongs to (``resolve(role, key)``);
+        live rows that came before any comparison go to ``unkeyed``, to be placed by their event time."""
         batches = []
         for role, pending in self.pending.items():
             if pending:
@@ -76,9 +79,15 @@ class FeatureIntake:
         for rows in batches:
             role = rows[0][0]
             # transposed in C: one tuple of keys, features and scores each
-            _, keys, features, scores, _, _ = zip(*rows, strict=True)
+            _, keys, features, scores, _, _, times = zip(*rows, strict=True)
             distinct = set(keys)
-            if len(distinct) == 1:
+            if role == "live" and None in distinct:
+                where = [i for i, k in enumerate(keys) if k is None]
+                unkeyed([features[i] for i in where], [scores[i] for i in where], [times[i] for i in where])
+                distinct.discard(None)
+                if not distinct:
+                    continue
+            if len(distinct) == 1 and len(keys) == len(rows) and None not in keys:
                 target = resolve(role, keys[0])
                 if target is not None:
                     target.update(features, scores)

@@ -95,7 +95,7 @@ def test_merging_two_states_equals_the_state_of_the_union(first: list[dict[str, 
 
 
 def rows_for(role: str, key: str | None, features: list[dict[str, Any]]) -> list[Any]:
-    return [(role, key, row, None, "x", f"r{i}") for i, row in enumerate(features)]
+    return [(role, key, row, None, "x", f"r{i}", 1000.0 + i) for i, row in enumerate(features)]
 
 
 def test_intake_learns_from_the_first_live_rows_and_bins_what_it_held() -> None:
@@ -109,10 +109,12 @@ def test_intake_learns_from_the_first_live_rows_and_bins_what_it_held() -> None:
 
     intake.pending["live"].extend(rows_for("live", "v2", features[:30]))
     intake.pending["canary"].extend(rows_for("canary", "v2", features[:30]))
-    intake.flush(resolve)
+    unkeyed: list[int] = []
+    intake.flush(resolve, lambda features, scores, times: unkeyed.append(len(times)))
     assert intake.layout is None and intake.held_rows == 60 and not targets
     intake.pending["live"].extend(rows_for("live", "v2", features[30:100]))
-    intake.flush(resolve)
+    intake.flush(resolve, lambda features, scores, times: unkeyed.append(len(times)))
+    assert not unkeyed  # every row came with its comparison
     assert intake.layout is not None and intake.held_rows == 0
     expected = FeatureLayout.learn(features[:40], [None] * 40, bins=5)
     assert intake.layout == expected
@@ -134,8 +136,8 @@ def test_deployment_state_bins_features_per_comparison_and_round_trips() -> None
     state.flush_features()  # tick() bins once enough rows wait; readers flush first
     comparison = state.current
     assert comparison is not None
-    # live features count once the comparison exists: the first live answer came before the first canary one
-    assert comparison.features["canary"].rows == 600 and comparison.features["live"].rows == 599
+    # the first live answer came before the canary's first: it is placed in the comparison by its event time
+    assert comparison.features["canary"].rows == 600 and comparison.features["live"].rows == 600
     restored = DeploymentState.from_dict(state.to_dict())
     restored.use_features(FeatureIntake(IntakeSettings(sample_every=1), layout), None)
     assert restored.to_dict() == state.to_dict()
@@ -149,3 +151,24 @@ def test_sampling_bins_one_prediction_in_n() -> None:
         state.add_prediction("canary", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v2", None, row))
     state.flush_features()
     assert state.current is not None and state.current.features["canary"].rows == 100
+
+
+def test_live_rows_read_before_the_canary_count_in_its_comparison() -> None:
+    """A backlog read live topic first: the live features still count in the comparison by event time."""
+    features, scores = reference_rows(300)
+    layout = FeatureLayout.learn(features, scores, bins=8)
+    state = DeploymentState("d", window_s=60.0, intake=FeatureIntake(IntakeSettings(sample_every=1), layout))
+    for i, row in enumerate(features):
+        state.add_prediction("live", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v1", scores[i], row))
+    state.flush_features()
+    for i, row in enumerate(features):
+        state.add_prediction("canary", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v2", scores[i], row))
+    state.flush_features()
+    comparison = state.current
+    assert comparison is not None
+    live = comparison.features["live"]
+    # live rows from the start of the window of the canary's first answer (960 s) on
+    assert live.rows == 300 and live.to_dict()["columns"] == comparison.features["canary"].to_dict()["columns"]
+    restored = DeploymentState.from_dict(state.to_dict())
+    restored.use_features(FeatureIntake(IntakeSettings(sample_every=1), layout), None)
+    assert restored.to_dict() == state.to_dict()
