@@ -30,6 +30,7 @@ from monitor.stats.drift import (
     js_distance,
     ks_statistic,
     psi,
+    tail_contribution,
     wasserstein_distance,
     wasserstein_norm,
 )
@@ -71,7 +72,8 @@ def column_tests(baseline: Column, current: Column) -> dict[str, Estimate]:
         return {
             "psi": Estimate(exact_psi, exact_psi, exact_psi),
             "wasserstein": wasserstein_distance(
-                baseline.counts, current.counts, widths, wasserstein_norm(baseline.summary.std)
+                baseline.counts, current.counts, widths, wasserstein_norm(baseline.summary.std),
+                _tails(baseline, current),
             ),
             "ks": ks_statistic(baseline.counts, current.counts),
         }
@@ -81,6 +83,22 @@ def column_tests(baseline: Column, current: Column) -> dict[str, Estimate]:
     observed = np.array([current.counts.get(k, 0) for k in keys], dtype=np.float64)
     exact_psi, exact_js = psi(reference, observed), js_distance(reference, observed)
     return {"psi": Estimate(exact_psi, exact_psi, exact_psi), "js": Estimate(exact_js, exact_js, exact_js)}
+
+
+def _tails(baseline: NumericColumn, current: NumericColumn) -> tuple[float | None, float | None]:
+    """The exact Wasserstein contributions of the outer bins where one side has nothing off the edge."""
+    edges = baseline.spec.edges
+    first: float | None = None
+    if baseline.first_bin_at_edge():
+        first = tail_contribution(edges[0], int(current.counts[0]), current.first_bin_total, current.observed, True)
+    elif current.first_bin_at_edge():
+        first = tail_contribution(edges[0], int(baseline.counts[0]), baseline.first_bin_total, baseline.observed, True)
+    last: float | None = None
+    if baseline.counts[-1] == 0:
+        last = tail_contribution(edges[-1], int(current.counts[-1]), current.last_bin_total, current.observed, False)
+    elif current.counts[-1] == 0:
+        last = tail_contribution(edges[-1], int(baseline.counts[-1]), baseline.last_bin_total, baseline.observed, False)
+    return first, last
 
 
 def _pairs(state: DeploymentState) -> Iterator[tuple[str, str, FeatureStats, FeatureStats]]:

@@ -8,13 +8,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import wasserstein_distance as scipy_wasserstein
 
 from monitor.config import FeatureDriftCheckSettings, parse_config
 from monitor.events import Prediction
-from monitor.feature_checks import data_quality_checks, drift_figures, feature_drift_checks
+from monitor.feature_checks import column_tests, data_quality_checks, drift_figures, feature_drift_checks
 from monitor.ingest import new_state
 from monitor.profile import build_profile, write_profile
 from monitor.state.deployment import DeploymentState
+from monitor.state.features import FeatureLayout, FeatureStats
 from monitor.verdict import evaluate
 
 evidently_stattests = pytest.importorskip("evidently.legacy.calculations.stattests")
@@ -40,7 +44,7 @@ def profile_file(tmp_path: Path, reference: pd.DataFrame) -> Path:
     return path
 
 
-def settings(profile: Path | None, **checks: Any) -> Any:
+def config_for(profile: Path | None, **checks: Any) -> Any:
     deployment: dict[str, Any] = {"name": "doc", "classes": CLASSES, "drift": {"sample_every": 1},
                                   "policy": {"checks": checks}}
     if profile is not None:
@@ -70,7 +74,7 @@ def evidently(test: Any, reference: pd.Series, current: pd.Series, kind: Any) ->
 
 
 def test_canary_drifting_on_one_feature_fails_that_feature_only(tmp_path: Path, reference: pd.DataFrame) -> None:
-    config = settings(profile_file(tmp_path, reference))
+    config = config_for(profile_file(tmp_path, reference))
     live, canary = rows(3000, seed=2), rows(3000, seed=3, text_shift=400)
     state = feed(new_state(config), live, canary)
     figures = {(f.role, f.baseline, f.feature, f.test): f for f in drift_figures(state)}
@@ -96,7 +100,7 @@ def test_canary_drifting_on_one_feature_fails_that_feature_only(tmp_path: Path, 
 
 
 def test_a_blocking_feature_makes_drift_a_no_go(tmp_path: Path, reference: pd.DataFrame) -> None:
-    config = settings(profile_file(tmp_path, reference), feature_drift={"blocking_features": ["text_len"]})
+    config = config_for(profile_file(tmp_path, reference), feature_drift={"blocking_features": ["text_len"]})
     state = feed(new_state(config), rows(3000, seed=2), rows(3000, seed=3, text_shift=400))
     verdict = evaluate(config, state)
     assert verdict.verdict == "no_go"
@@ -104,7 +108,7 @@ def test_a_blocking_feature_makes_drift_a_no_go(tmp_path: Path, reference: pd.Da
 
 
 def test_without_a_profile_the_canary_is_compared_with_live(reference: pd.DataFrame) -> None:
-    config = settings(None)
+    config = config_for(None)
     state = feed(new_state(config), rows(3000, seed=2), rows(3000, seed=3, lang=("de", "en", "fr", "it")))
     assert {(f.baseline, f.role) for f in drift_figures(state)} == {("live", "canary")}
     (check,) = feature_drift_checks(state, config.policy.checks.feature_drift)
@@ -118,14 +122,14 @@ def test_without_a_profile_the_canary_is_compared_with_live(reference: pd.DataFr
 
 
 def test_same_inputs_pass(tmp_path: Path, reference: pd.DataFrame) -> None:
-    config = settings(profile_file(tmp_path, reference))
+    config = config_for(profile_file(tmp_path, reference))
     state = feed(new_state(config), rows(3000, seed=2), rows(3000, seed=3))
     assert [c.status for c in feature_drift_checks(state, config.policy.checks.feature_drift)] == ["pass", "pass"]
     assert [c.status for c in data_quality_checks(state, config.policy.checks.data_quality)] == ["pass"] * 4
 
 
 def test_missing_values_and_type_changes_are_flagged(tmp_path: Path, reference: pd.DataFrame) -> None:
-    config = settings(profile_file(tmp_path, reference))
+    config = config_for(profile_file(tmp_path, reference))
     canary = rows(3000, seed=3).astype({"n_pages": object})
     canary.loc[:599, "text_len"] = None
     canary.loc[:99, "n_pages"] = "many"
@@ -136,8 +140,26 @@ def test_missing_values_and_type_changes_are_flagged(tmp_path: Path, reference: 
 
 
 def test_too_few_rows_is_insufficient_data(tmp_path: Path, reference: pd.DataFrame) -> None:
-    config = settings(profile_file(tmp_path, reference))
+    config = config_for(profile_file(tmp_path, reference))
     state = feed(new_state(config), rows(100, seed=2), rows(100, seed=3))
     checks = feature_drift_checks(state, FeatureDriftCheckSettings())
     assert {c.status for c in checks} == {"insufficient_data"}
     assert all(not c.blocking for c in checks)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=200),
+       st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=200),
+       st.integers(min_value=1, max_value=20))
+def test_column_wasserstein_holds_the_raw_value_with_values_beyond_the_reference(
+    reference: list[float], current: list[float], bins: int
+) -> None:
+    layout = FeatureLayout.learn_columns({"x": np.array(reference)}, bins)
+    baseline, observed = FeatureStats(layout), FeatureStats(layout)
+    baseline.update_columns(len(reference), {"x": reference})
+    observed.update_columns(len(current), {"x": current})
+    estimate = column_tests(baseline.columns["x"], observed.columns["x"])["wasserstein"]
+    norm = max(float(np.std(reference)), 0.001)
+    exact = scipy_wasserstein(reference, current) / norm
+    slack = 1e-9 * max(1.0, exact)
+    assert estimate.lower - slack <= exact <= estimate.upper + slack

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from monitor.stats.drift import FloatArray, IntArray, Summary, quantile_edges
+from monitor.stats.drift import FloatArray, IntArray, Summary, exact_sum, quantile_edges
 
 Kind = Literal["numeric", "categorical"]
 SCORES_PREFIX = "scores."
@@ -82,6 +82,12 @@ def infer_kind(values: Sequence[Any]) -> Kind | None:
 
 def learn_column(name: str, values: Sequence[Any], bins: int, max_new_categories: int) -> ColumnSpec | None:
     """The spec of a column learned from reference values (None when they are all missing)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        # a numeric array (a reference file read by columns): no value-by-value look
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        if finite.size == 0:
+            return None
+        return ColumnSpec(name, "numeric", edges=tuple(quantile_edges(finite, bins).tolist()))
     kind = infer_kind(values)
     if kind is None:
         return None
@@ -143,6 +149,10 @@ class NumericColumn:
     summary: Summary = field(default_factory=Summary)
     type_changes: int = 0
     out_of_range: int = 0
+    # exact sums (monitor.stats.drift.exact_sum units) of the values in the first and last bin: with them
+    # the Wasserstein distance over the outer bins is exact where the other side has no value there
+    first_bin_total: int = 0
+    last_bin_total: int = 0
 
     def __post_init__(self) -> None:
         self._edges = self.spec.edge_array
@@ -161,8 +171,13 @@ class NumericColumn:
             return
         index = np.searchsorted(self._edges, finite, side="left")
         self.counts += np.bincount(index, minlength=self.counts.size)
-        self.out_of_range += int(np.count_nonzero(index == 0) - np.count_nonzero(finite == self._edges[0]))
-        self.out_of_range += int(np.count_nonzero(index == self._edges.size))
+        first, last = index == 0, index == self._edges.size
+        if first.any():
+            self.first_bin_total += exact_sum(finite[first])
+            self.out_of_range += int(np.count_nonzero(first) - np.count_nonzero(finite == self._edges[0]))
+        if last.any():
+            self.last_bin_total += exact_sum(finite[last])
+            self.out_of_range += int(np.count_nonzero(last))
         self.summary.update_many(finite)
 
     def _numbers_only(self, values: Sequence[Any]) -> FloatArray:
@@ -184,10 +199,17 @@ class NumericColumn:
         self.summary.merge(other.summary)
         self.type_changes += other.type_changes
         self.out_of_range += other.out_of_range
+        self.first_bin_total += other.first_bin_total
+        self.last_bin_total += other.last_bin_total
+
+    def first_bin_at_edge(self) -> bool:
+        """Whether every value in the first bin equals the first edge (so none lies below it)."""
+        return self.first_bin_total == exact_sum(np.full(int(self.counts[0]), self._edges[0]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts.tolist(), "summary": self.summary.to_dict(),
-                "type_changes": self.type_changes, "out_of_range": self.out_of_range}
+                "type_changes": self.type_changes, "out_of_range": self.out_of_range,
+                "first_bin_total": str(self.first_bin_total), "last_bin_total": str(self.last_bin_total)}
 
     @classmethod
     def from_dict(cls, spec: ColumnSpec, data: dict[str, Any]) -> NumericColumn:
@@ -195,7 +217,7 @@ class NumericColumn:
         if counts.size != len(spec.edges) + 1:
             raise ValueError(f"column {spec.name!r}: {counts.size} counts for {len(spec.edges)} edges")
         return cls(spec, counts, Summary.from_dict(data["summary"]), int(data["type_changes"]),
-                   int(data["out_of_range"]))
+                   int(data["out_of_range"]), int(data.get("first_bin_total", 0)), int(data.get("last_bin_total", 0)))
 
 
 @dataclass

@@ -181,11 +181,14 @@ def wasserstein_norm(reference_std: float) -> float:
 
 
 def wasserstein_distance(
-    reference: npt.ArrayLike, current: npt.ArrayLike, widths: npt.ArrayLike, norm: float = 1.0
+    reference: npt.ArrayLike, current: npt.ArrayLike, widths: npt.ArrayLike, norm: float = 1.0,
+    tails: tuple[float | None, float | None] = (None, None),
 ) -> Estimate:
     """First Wasserstein distance from counts over bins of the given widths, divided by ``norm``.
 
     The value takes each CDF as linear within a bin; the interval holds the exact distance.
+    ``tails`` are the exact contributions of the first and last bin when known (see
+    :func:`tail_contribution`): they replace that bin's estimate and bounds.
 
     >>> wasserstein_distance([1, 0], [0, 1], [1.0, 1.0])
     Estimate(value=1.0, lower=0.0, upper=2.0)
@@ -200,15 +203,35 @@ def wasserstein_distance(
         return Estimate(0.0, 0.0, 0.0)
     left = _cdf_gaps(p, q)
     right = left + p - q
-    value = float(np.sum(width * _mean_abs_of_line(left, right)))
     low_end, high_end = left - q, left + p
     straddles = (low_end <= 0) & (high_end >= 0)
     smallest = np.where(straddles, 0.0, np.minimum(np.abs(low_end), np.abs(high_end)))
     largest = np.maximum(np.abs(low_end), np.abs(high_end))
-    lower, upper = float(np.sum(width * smallest)), float(np.sum(width * largest))
+    parts = width * _mean_abs_of_line(left, right)
+    low_parts, high_parts = width * smallest, width * largest
+    for index, exact in ((0, tails[0]), (-1, tails[1])):
+        if exact is not None:
+            parts[index] = low_parts[index] = high_parts[index] = exact
+    value = float(np.sum(parts))
+    lower, upper = float(np.sum(low_parts)), float(np.sum(high_parts))
     # Rounding may put the value a hair outside its interval; the interval is what is proven.
     value = min(max(value, lower), upper)
     return Estimate(value / norm, lower / norm, upper / norm)
+
+
+def tail_contribution(edge: float, count: int, exact_total: int, rows: int, below: bool) -> float:
+    """The exact integral of |F - G| over an outer bin in which the other side has no value off the edge.
+
+    Below the first edge (the other side's values there all equal it) F is 0 and the integral is
+    the sum of (edge - x) over this side's ``count`` values in the bin, over its ``rows``; above the
+    last edge F is 1 and it is the sum of (x - edge). ``exact_total`` is the bin's exact sum
+    (:func:`exact_sum` units).
+    """
+    if rows == 0:
+        return 0.0
+    values = Fraction(exact_total, 1 << SUM_SCALE)
+    inside = count * Fraction(edge) - values if below else values - count * Fraction(edge)
+    return max(float(inside / rows), 0.0)
 
 
 def _mean_abs_of_line(start: FloatArray, end: FloatArray) -> FloatArray:

@@ -17,10 +17,12 @@ from monitor.stats.drift import (
     Summary,
     bin_counts,
     bin_widths,
+    exact_sum,
     js_distance,
     ks_statistic,
     psi,
     quantile_edges,
+    tail_contribution,
     wasserstein_distance,
     wasserstein_norm,
 )
@@ -235,3 +237,14 @@ def test_bad_input_is_refused() -> None:
         quantile_edges([float("nan")], 10)
     with pytest.raises(ValueError, match="width"):
         wasserstein_distance([1, 1], [1, 1], [1.0])
+
+
+def test_tail_contribution_is_the_exact_integral_beyond_the_edge() -> None:
+    # Reference all at or above 0; current has values below: below the first edge F is 0 and the
+    # integral of |F - G| there is the mean of (0 - x) over the current values below it.
+    current = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+    below = current[current <= 0.0]
+    exact = float(np.sum(0.0 - below) / current.size)
+    assert tail_contribution(0.0, below.size, exact_sum(below), current.size, below=True) == pytest.approx(exact)
+    above = current[current > 1.0]
+    assert tail_contribution(1.0, above.size, exact_sum(above), current.size, below=False) == pytest.approx(0.2)
