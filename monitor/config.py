@@ -360,10 +360,11 @@ class DriftSettings(Section):
         50, ge=0, description="Distinct categories kept beyond the baseline's per feature; the rest pooled, counted."
     )
     sample_rows: int = Field(
-        2000, ge=0, le=100_000, description="Most recent rows per role kept for reports (`driftgate report`)."
+        2000, ge=0, le=100_000,
+        description="Recent rows per role kept for reports (`driftgate report`), taken from the binned sample.",
     )
     sample_every: int = Field(
-        4, ge=1, le=1000,
+        8, ge=1, le=1000,
         description="Bin the features and scores of one prediction in this many per role (1: every one): "
         "a systematic sample, so the hot path stays fast; drift and quality figures are of the sample.",
     )

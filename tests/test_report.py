@@ -71,7 +71,8 @@ def test_report_route_serves_the_sidecars_sample(tmp_path: Path) -> None:
     settings = parse_config({
         "state": {"enabled": False},
         "deployments": [{"name": "doc", "classes": CLASSES, "reference": {"profile": str(tmp_path / "p.json")},
-                         "drift": {"sample_every": 1}}],
+                         # one chunk is binned here; the report sample takes up to sample_rows // 8 of a chunk
+                         "drift": {"sample_every": 1, "sample_rows": 2400}}],
     })
     sidecar = Sidecar(settings, NoSource, NoSource)  # type: ignore[arg-type]
     state = sidecar.ingest.states["doc"]

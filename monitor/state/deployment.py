@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from monitor.errors import EventError
 from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
 from monitor.evidence import EvidenceSettings, SequentialEvidence
@@ -371,20 +373,27 @@ class DeploymentState:
         layout = self.intake.layout
         assert layout is not None
         length = self.windows.length_s
-        by_start: dict[float, list[int]] = {}
-        for i, ts in enumerate(times):
-            by_start.setdefault(ts - ts % length, []).append(i)
+        # Nearly always one or two windows per chunk: group by window with numpy, bin each group once.
+        event_times = np.asarray(times, dtype=np.float64)
+        starts = event_times - event_times % length
         current = self.current
-        for start, where in sorted(by_start.items()):
-            rows_features, rows_scores = [features[i] for i in where], [scores[i] for i in where]
-            stats = self.live_features.get(start)
-            if stats is None:
-                stats = self.live_features[start] = FeatureStats(layout)
-            stats.update(rows_features, rows_scores)
+        for start in np.unique(starts).tolist():
+            if starts[0] == starts[-1] == start:
+                group_features, group_scores = features, scores
+            else:
+                where = np.flatnonzero(starts == start).tolist()
+                group_features, group_scores = [features[i] for i in where], [scores[i] for i in where]
+            batch = FeatureStats(layout)
+            batch.update(group_features, group_scores)
+            kept = self.live_features.get(start)
+            if kept is None:
+                self.live_features[start] = batch
+            else:
+                kept.merge(batch)
             if current is not None and start >= current.live_from:
                 target = self._feature_stats("live", current.canary_version)
                 if target is not None:
-                    target.update(rows_features, rows_scores)
+                    target.merge(batch)
         while len(self.live_features) > self.windows.kept:
             del self.live_features[min(self.live_features)]
 

@@ -36,7 +36,7 @@ class IntakeSettings:
 
     bins: int = 100
     # the features of one prediction in this many per role are binned (1: all); see DriftSettings
-    sample_every: int = 4
+    sample_every: int = 8
     # rows waiting before they are binned: numpy's fixed cost per call is paid once per this many
     flush_rows: int = 4096
     learn_from: int = 1000
@@ -71,7 +71,8 @@ class FeatureIntake:
                 batches.append(pending.copy())
                 pending.clear()
                 if self.settings.sample_rows:
-                    self.recent[role].extend(batches[-1][-self.settings.sample_rows:])
+                    # A few rows of each chunk: the sample spans several chunks and churns less memory.
+                    self.recent[role].extend(batches[-1][-max(1, self.settings.sample_rows // 8):])
         if not batches:
             return
         if self.layout is None:
