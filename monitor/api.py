@@ -34,6 +34,7 @@ class SidecarView(Protocol):
     def ready(self) -> tuple[bool, str]: ...
     def review_queue(self, name: str) -> list[dict[str, Any]]: ...
     def report(self, name: str, role: str) -> str: ...
+    def live_profile(self, name: str) -> dict[str, Any]: ...
     def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]: ...
 
 
@@ -201,6 +202,21 @@ def create_app(
         verdict_of(name)
         try:
             return HTMLResponse(sidecar.report(name, role))
+        except ReportError as error:
+            return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.get("/v1/deployments/{name}/reference-profile",
+             summary="A reference profile taken from live traffic of the current comparison (token required)",
+             responses={**GUARDED, **UNKNOWN,
+                        403: {"model": ErrorBody, "description": "No api.token is configured"},
+                        409: {"model": ErrorBody, "description": "No live features yet"}})
+    def get_reference_profile(name: str) -> Any:
+        verdict_of(name)
+        if not token:
+            # It copies what live traffic looked like (a sample of rows included): only for a known caller.
+            return JSONResponse({"detail": "set api.token (or DRIFTGATE_API_TOKEN) to take profiles"}, status_code=403)
+        try:
+            return sidecar.live_profile(name)
         except ReportError as error:
             return JSONResponse({"detail": str(error)}, status_code=409)
 

@@ -28,10 +28,11 @@ from monitor.checks import live_divergence, precision_figures, reference_diverge
 from monitor.config import Settings
 from monitor.feature_checks import drift_figures, quality_figures
 from monitor.ingest import UNROUTED, Ingest
-from monitor.profile import read_profile
+from monitor.profile import ReferenceProfile, read_profile
 from monitor.records import DeadLetter, Record
 from monitor.report import ReportError
 from monitor.state.deployment import DeploymentState
+from monitor.state.features import FeatureStats
 from monitor.state.spotcheck import SpotcheckCase
 from monitor.verdict import Verdict, evaluate, iso_time, reference_classes
 
@@ -459,6 +460,23 @@ class Sidecar:
         kinds = {column: spec.kind for column, spec in layout.columns.items()} if layout is not None else {}
         title = f"{name}: recent {role} traffic against {baseline}"
         return report_html(title, reference, current, kinds)
+
+    def live_profile(self, name: str) -> dict[str, Any]:
+        """A reference profile taken from live traffic of the current comparison (ReportError: none yet)."""
+        with self._lock:
+            state = self.ingest.states[name]
+            state.flush_features()
+            comparison, layout = state.current, state.intake.layout
+            live = comparison.features.get("live") if comparison is not None else None
+            if comparison is None or layout is None or live is None or live.rows == 0:
+                raise ReportError("no live features in the current comparison yet: a profile needs some")
+            profile = ReferenceProfile(
+                name, live.rows, dict(comparison.live.counts), layout,
+                FeatureStats.from_dict(layout, live.to_dict()),
+                source=f"live traffic since {iso_time(comparison.live_from)}",
+                sample=state.intake.sample("live"),
+            )
+        return profile.to_dict()
 
     def webhook_counts(self) -> dict[tuple[str, str, str], int]:
         """Webhook delivery counters: (deployment, url host, outcome) -> total."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from monitor.api import create_app
 from monitor.config import parse_config
 from monitor.events import Feedback, Prediction
-from monitor.profile import build_profile, write_profile
+from monitor.profile import build_profile, read_profile, write_profile
 from monitor.report import ReportError, SampleRow, report_html
 from monitor.service import Sidecar
 
@@ -95,3 +96,41 @@ def test_report_route_serves_the_sidecars_sample(tmp_path: Path) -> None:
             assert (await client.get("/v1/deployments/doc/report", params={"role": "x"})).status_code == 422
 
     asyncio.run(go())
+
+
+def test_a_profile_taken_from_live_traffic_serves_as_the_reference(tmp_path: Path) -> None:
+    settings = parse_config({
+        "state": {"enabled": False}, "api": {"token": "secret"},
+        "deployments": [{"name": "doc", "classes": CLASSES, "drift": {"sample_every": 1, "learn_from": 100}}],
+    })
+    sidecar = Sidecar(settings, NoSource, NoSource)  # type: ignore[arg-type]
+    app = create_app(sidecar, ["doc"], token="secret")
+    open_app = create_app(sidecar, ["doc"])
+    state = sidecar.ingest.states["doc"]
+    auth = {"Authorization": "Bearer secret"}
+
+    async def get(client_app: object, headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=client_app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/v1/deployments/doc/reference-profile", headers=headers)
+
+    assert asyncio.run(get(app, auth)).status_code == 409  # nothing seen yet
+    rows = sample(400, 3)
+    for i, row in enumerate(rows):
+        for role, version in (("canary", "v2"), ("live", "v1")):
+            state.add_prediction(role, Prediction(f"r{i}", "doc", row.prediction, 1000.0 + i, version, row.scores,
+                                                  row.features))
+    answer = asyncio.run(get(app, auth))
+    assert answer.status_code == 200, answer.text
+    assert asyncio.run(get(app, {})).status_code == 401
+    assert asyncio.run(get(open_app, {})).status_code == 403
+    path = tmp_path / "live.profile.json"
+    path.write_bytes(answer.content)
+    profile = read_profile(path)
+    assert profile.deployment == "doc" and profile.rows == 400
+    assert profile.class_counts == dict(Counter(row.prediction for row in rows))
+    text_len = profile.features.columns["text_len"]
+    assert text_len.observed == 400
+    assert text_len.summary.mean == pytest.approx(np.mean([r.features["text_len"] for r in rows if r.features]))
+    config = parse_config({"deployments": [{"name": "doc", "reference": {"profile": str(path)}}]})
+    assert config.deployments[0].reference.profile == path

@@ -101,23 +101,24 @@ class FeatureIntake:
 
     def _hold(self, batches: list[list[Row]]) -> list[list[Row]]:
         """Keep rows until enough live rows are here to learn the layout; then give all of them back."""
-        cap = 2 * self.settings.learn_from
+        by_role = {role: list(rows) for role, rows in self.held.items()}
         for rows in batches:
-            held = self.held[rows[0][0]]
-            room = max(cap - len(held), 0)
-            held.extend(rows[:room])
-            self.unbinned += max(len(rows) - room, 0)
-        live = self.held["live"]
-        if len(live) < self.settings.learn_from:
-            return []
-        # Exactly the first learn_from live rows, whatever the batches: a replay learns the same edges.
-        first = live[: self.settings.learn_from]
-        self.layout = FeatureLayout.learn(
-            [row[2] for row in first], [row[3] for row in first], self.settings.bins, self.settings.max_new_categories
-        )
-        ready = [rows for rows in self.held.values() if rows]
-        self.held = {"live": [], "canary": []}
-        return ready
+            by_role[rows[0][0]].extend(rows)
+        live = by_role["live"]
+        if len(live) >= self.settings.learn_from:
+            # Exactly the first learn_from live rows, whatever the batches: a replay learns the same edges.
+            first = live[: self.settings.learn_from]
+            self.layout = FeatureLayout.learn(
+                [row[2] for row in first], [row[3] for row in first], self.settings.bins,
+                self.settings.max_new_categories,
+            )
+            self.held = {"live": [], "canary": []}
+            return [rows for rows in by_role.values() if rows]
+        cap = 2 * self.settings.learn_from
+        for role, rows in by_role.items():
+            self.unbinned += max(len(rows) - cap, 0)
+            self.held[role] = rows[:cap]
+        return []
 
     @property
     def waiting(self) -> int:

@@ -108,19 +108,18 @@ def test_intake_learns_from_the_first_live_rows_and_bins_what_it_held() -> None:
         return targets.setdefault((role, key), FeatureStats(intake.layout))
 
     intake.pending["live"].extend(rows_for("live", "v2", features[:30]))
-    intake.pending["canary"].extend(rows_for("canary", "v2", features[:30]))
+    intake.pending["canary"].extend(rows_for("canary", "v2", features))
     unkeyed: list[int] = []
     intake.flush(resolve, lambda features, scores, times: unkeyed.append(len(times)))
-    assert intake.layout is None and intake.held_rows == 60 and not targets
+    # waiting for 40 live rows: at most 2 * learn_from rows of a role are held, the rest counted
+    assert intake.layout is None and intake.held_rows == 30 + 80 and intake.unbinned == 20 and not targets
     intake.pending["live"].extend(rows_for("live", "v2", features[30:100]))
     intake.flush(resolve, lambda features, scores, times: unkeyed.append(len(times)))
     assert not unkeyed  # every row came with its comparison
     assert intake.layout is not None and intake.held_rows == 0
     expected = FeatureLayout.learn(features[:40], [None] * 40, bins=5)
     assert intake.layout == expected
-    # 2 * learn_from live rows are held at most: 20 of the 100 were not binned, and counted
-    assert intake.unbinned == 20
-    assert targets[("live", "v2")].rows == 80 and targets[("canary", "v2")].rows == 30
+    assert targets[("live", "v2")].rows == 100 and targets[("canary", "v2")].rows == 80
     # the report sample takes the last sample_rows // 8 rows of each chunk: 1 + 1 of the two live chunks
     assert [row.features for row in intake.sample("live")] == [features[29], features[99]]
 
