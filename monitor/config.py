@@ -354,7 +354,9 @@ class DriftSettings(Section):
         description="Without a profile: bins per numeric column, at quantiles of the first `learn_from` live rows.",
     )
     learn_from: int = Field(
-        1000, ge=10, description="Without a profile: live rows whose features fix the bins the canary is compared on."
+        500, ge=10,
+        description="Without a profile: sampled live rows whose features fix the bins the canary is compared on "
+        "(features present in at least 5% of them).",
     )
     max_new_categories: int = Field(
         50, ge=0, description="Distinct categories kept beyond the baseline's per feature; the rest pooled, counted."
@@ -406,11 +408,17 @@ class DeploymentSettings(Section):
         if self.reference.profile is not None:
             from monitor.profile import read_profile
 
-            built_for = read_profile(self.reference.profile).deployment
-            if built_for != self.name:
+            profile = read_profile(self.reference.profile)
+            if profile.deployment != self.name:
                 raise ValueError(
-                    f"reference.profile {self.reference.profile} was built for deployment {built_for!r}, "
+                    f"reference.profile {self.reference.profile} was built for deployment {profile.deployment!r}, "
                     f"not {self.name!r}"
+                )
+            unknown = sorted(set(self.policy.checks.feature_drift.blocking_features) - set(profile.layout.columns))
+            if unknown:
+                raise ValueError(
+                    f"policy.checks.feature_drift.blocking_features names columns the profile does not have: "
+                    f"{', '.join(unknown)} (it has {', '.join(sorted(profile.layout.columns))})"
                 )
         return self
 

@@ -172,11 +172,14 @@ def feature_drift_checks(state: DeploymentState, settings: FeatureDriftCheckSett
     return results
 
 
-def _test_of(figure: FeatureDrift, state: DeploymentState, settings: FeatureDriftCheckSettings) -> str:
+def _is_numeric(figure: FeatureDrift, state: DeploymentState) -> bool:
     layout = state.intake.layout
     spec = layout.columns.get(figure.feature) if layout is not None else None
-    numeric = spec is not None and spec.kind == "numeric"
-    return settings.numeric_test if numeric else settings.categorical_test
+    return spec is not None and spec.kind == "numeric"
+
+
+def _test_of(figure: FeatureDrift, state: DeploymentState, settings: FeatureDriftCheckSettings) -> str:
+    return settings.numeric_test if _is_numeric(figure, state) else settings.categorical_test
 
 
 def _judge_drift(
@@ -201,8 +204,7 @@ def _judge_drift(
         )
     drifted = []
     for figure in ready:
-        numeric = _test_of(figure, state, settings) == settings.numeric_test and figure.test != "js"
-        limit = settings.numeric_threshold if numeric else settings.categorical_threshold
+        limit = settings.numeric_threshold if _is_numeric(figure, state) else settings.categorical_threshold
         if figure.value > limit:
             drifted.append((figure.value / limit, figure, limit))
     worst = max(ready, key=lambda f: f.value)

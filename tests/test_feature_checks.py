@@ -163,3 +163,10 @@ def test_column_wasserstein_holds_the_raw_value_with_values_beyond_the_reference
     exact = scipy_wasserstein(reference, current) / norm
     slack = 1e-9 * max(1.0, exact)
     assert estimate.lower - slack <= exact <= estimate.upper + slack
+
+
+def test_blocking_features_must_be_columns_of_the_profile(tmp_path: Path, reference: pd.DataFrame) -> None:
+    from monitor.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="blocking_features names columns the profile does not have: txt_len"):
+        config_for(profile_file(tmp_path, reference), feature_drift={"blocking_features": ["txt_len"]})

@@ -23,6 +23,8 @@ from typing import Any
 from monitor.report import SampleRow
 from monitor.state.features import FeatureLayout, FeatureStats
 
+# Learned from live rows, a column must be present in this share of them.
+MIN_PRESENCE = 0.05
 # (role, comparison key or None, features, scores, label, request id, event time)
 Row = tuple[str, str | None, dict[str, Any] | None, dict[str, float] | None, str, str, float]
 Resolver = Callable[[str, str | None], FeatureStats | None]
@@ -39,7 +41,7 @@ class IntakeSettings:
     sample_every: int = 8
     # rows waiting before they are binned: numpy's fixed cost per call is paid once per this many
     flush_rows: int = 4096
-    learn_from: int = 1000
+    learn_from: int = 500
     max_new_categories: int = 50
     sample_rows: int = 2000
 
@@ -110,7 +112,7 @@ class FeatureIntake:
             first = live[: self.settings.learn_from]
             self.layout = FeatureLayout.learn(
                 [row[2] for row in first], [row[3] for row in first], self.settings.bins,
-                self.settings.max_new_categories,
+                self.settings.max_new_categories, min_presence=MIN_PRESENCE,
             )
             self.held = {"live": [], "canary": []}
             return [rows for rows in by_role.values() if rows]

@@ -108,12 +108,14 @@ class FeatureLayout:
     @classmethod
     def learn(
         cls, features: Sequence[dict[str, Any] | None], scores: Sequence[dict[str, Any] | None], bins: int,
-        max_new_categories: int = 50, max_columns: int = 200,
+        max_new_categories: int = 50, max_columns: int = 200, min_presence: float = 0.0,
     ) -> FeatureLayout:
-        """A layout from reference rows: every feature and score class seen (at most ``max_columns``)."""
+        """A layout from reference rows: every feature and score class seen (at most ``max_columns``) in at
+        least ``min_presence`` of the rows, so names that come and go (ids as keys) do not become columns."""
         columns: dict[str, list[Any]] = {}
         for prefix, rows in (("", features), (SCORES_PREFIX, scores)):
-            for name in sorted({name for row in rows if row for name in row}):
+            seen = Counter(name for row in rows if row for name in row)
+            for name in sorted(name for name, n in seen.items() if n >= min_presence * len(rows)):
                 columns[prefix + name] = [row.get(name) if row else None for row in rows]
         return cls.learn_columns(columns, bins, max_new_categories, max_columns)
 
