@@ -367,8 +367,8 @@ class DriftSettings(Section):
     )
     sample_every: int = Field(
         8, ge=1, le=1000,
-        description="Bin the features and scores of one prediction in this many per role (1: every one): "
-        "a systematic sample, so the hot path stays fast; drift and quality figures are of the sample.",
+        description="Bin the features and scores of one prediction in this many (1: every one), chosen by a "
+        "hash of the request id: the hot path stays fast; drift and quality figures are of the sample.",
     )
 
 

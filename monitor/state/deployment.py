@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zlib import crc32
 
 import numpy as np
 
@@ -205,7 +206,7 @@ class DeploymentState:
             totals = by_version[version] = ClassCounts()
         counts = totals.counts
         counts[label] = counts.get(label, 0) + 1
-        seen = self.events[role] = self.events[role] + 1
+        self.events[role] += 1
         windows = self.windows
         window = windows._current
         if window is None or not window.start <= ts < window.start + windows.length_s:
@@ -222,8 +223,10 @@ class DeploymentState:
                 comparison.last_ts = ts
             counts = window.canary.counts
             counts[label] = counts.get(label, 0) + 1
-            if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
-                # binned once per batch, in tick()
+            if (prediction.features is not None or prediction.scores is not None) and (
+                self._sample_every == 1 or crc32(prediction.request_id.encode()) % self._sample_every == 0
+            ):
+                # binned per chunk, in tick()
                 self._hold_canary(
                     (role, version, prediction.features, prediction.scores, label, prediction.request_id, ts)
                 )
@@ -241,7 +244,9 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
-            if seen % self._sample_every == 0 and (prediction.features is not None or prediction.scores is not None):
+            if (prediction.features is not None or prediction.scores is not None) and (
+                self._sample_every == 1 or crc32(prediction.request_id.encode()) % self._sample_every == 0
+            ):
                 self._hold_live((role, key, prediction.features, prediction.scores, label, prediction.request_id, ts))
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
