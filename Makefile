@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/checkpoint.py
 	$(BIN)/python benchmarks/elasticsearch_sink.py
+	$(BIN)/python benchmarks/drift.py
 
 # Longer than the bounded runs in `make test`: a coverage-guided fuzz of the decoder and ingest
 # (its corpus kept in test-artifacts/ for the next run), then more hypothesis and schemathesis examples.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.errors import UnknownDeploymentError
 from monitor.metrics import SidecarCollector
+from monitor.report import ReportError
 from monitor.ui import UI_PATH, mount_ui, token_in_query, unauthorized_page
 from monitor.verdict import Verdict
 
@@ -33,6 +34,8 @@ class SidecarView(Protocol):
     def webhook_counts(self) -> dict[tuple[str, str, str], int]: ...
     def ready(self) -> tuple[bool, str]: ...
     def review_queue(self, name: str) -> list[dict[str, Any]]: ...
+    def report(self, name: str, role: str) -> str: ...
+    def live_profile(self, name: str) -> dict[str, Any]: ...
     def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]: ...
 
 
@@ -193,6 +196,32 @@ def create_app(
     def get_metrics(name: str) -> dict[str, Any]:
         verdict_of(name)
         return sidecar.snapshot(name)
+
+    @app.get("/v1/deployments/{name}/report", summary="Evidently report: the reference against recent traffic",
+             responses={200: {"content": {"text/html": {}}, "description": "The report, one HTML page"},
+                        **GUARDED, **UNKNOWN,
+                        409: {"model": ErrorBody, "description": "Too little sampled yet for a report"}})
+    def get_report(name: str, role: Literal["canary", "live"] = "canary") -> Response:
+        verdict_of(name)
+        try:
+            return HTMLResponse(sidecar.report(name, role))
+        except ReportError as error:
+            return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.get("/v1/deployments/{name}/reference-profile",
+             summary="A reference profile taken from live traffic of the current comparison (token required)",
+             responses={**GUARDED, **UNKNOWN,
+                        403: {"model": ErrorBody, "description": "No api.token is configured"},
+                        409: {"model": ErrorBody, "description": "No live features yet"}})
+    def get_reference_profile(name: str) -> Any:
+        verdict_of(name)
+        if not token:
+            # It copies what live traffic looked like (a sample of rows included): only for a known caller.
+            return JSONResponse({"detail": "set api.token (or DRIFTGATE_API_TOKEN) to take profiles"}, status_code=403)
+        try:
+            return sidecar.live_profile(name)
+        except ReportError as error:
+            return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.get("/v1/deployments/{name}/spotcheck", summary="Disagreements waiting for a human label",
              responses={**GUARDED, **UNKNOWN})

@@ -36,7 +36,7 @@ import orjson
 
 from monitor.config import DeploymentSettings, Settings
 from monitor.errors import DriftgateError
-from monitor.ingest import UNROUTED, Ingest, new_state
+from monitor.ingest import UNROUTED, Ingest, attach_features, new_state
 from monitor.state.deployment import DeploymentState
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def decode(snapshot: bytes, settings: Settings) -> Restored:
         if deployment.name in saved:
             state = _state_from_dict(deployment.name, saved[deployment.name])
             states[deployment.name] = take_current_settings(state, deployment)
+            attach_features(state, deployment)
         else:
             log.info("deployment not in the checkpoint: it starts empty", extra={"deployment": deployment.name})
             states[deployment.name] = new_state(deployment)

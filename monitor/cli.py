@@ -1,4 +1,4 @@
-"""The `driftgate` command line (CONTRACT §5): run, gate, demo; dashboards push."""
+"""The `driftgate` command line (CONTRACT §5): run, gate, demo; dashboards push; reference build and report."""
 
 from __future__ import annotations
 
@@ -151,6 +151,88 @@ def _report_push(server: str, push: Callable[[], Any]) -> None:
         raise typer.Exit(PUSH_EXIT_CODES[error.kind]) from None
     for line in result.imported:
         print(f"{server}: imported {line}")
+
+
+reference_app = typer.Typer(help="Reference profiles: what live and canary traffic are compared with.",
+                            no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+
+
+@reference_app.command("build")
+def reference_build(
+    deployment: Annotated[str, typer.Option(help="The deployment the profile is for (as in the config).")],
+    source: Annotated[Path, typer.Option("--from", help="The reference data: .csv, .parquet or .jsonl.")],
+    out: Annotated[Path, typer.Option(help="Where to write the profile (JSON).")],
+    bins: Annotated[int, typer.Option(min=2, max=10_000, help="Bins per numeric column (at its quantiles).")] = 100,
+    sample_rows: Annotated[int, typer.Option(min=0, max=100_000, help="Rows kept in the profile for reports.")] = 5000,
+) -> None:
+    """Profile a reference data set (the test set, or predictions recorded earlier) for drift checks."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from monitor.profile import build_profile, write_profile
+    from monitor.reference_file import ReferenceFileError, read_reference
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeRemainingColumn(), console=err) as progress:
+        task = progress.add_task(f"reading {source.name}", total=None)
+        try:
+            table = read_reference(source, lambda done, total: progress.update(task, completed=done, total=total))
+        except ReferenceFileError as error:
+            progress.stop()
+            err.print(f"[red]reference refused:[/red] {error}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        progress.update(task, description=f"profiling {table.rows:,} rows", completed=0, total=1)
+        profile = build_profile(deployment, table.labels, table.columns(), bins=bins, source=source.name,
+                                sample=table.sample(sample_rows))
+        progress.update(task, completed=1)
+    try:
+        write_profile(profile, out)
+    except OSError as error:
+        err.print(f"[red]cannot write {out}:[/red] {error.strerror}")
+        raise typer.Exit(2) from None
+    kinds = [spec.kind for spec in profile.layout.columns.values()]
+    err.print(
+        f"{out}: {profile.rows:,} rows, {len(profile.class_counts)} classes, "
+        f"{kinds.count('numeric')} numeric and {kinds.count('categorical')} categorical columns "
+        f"(scores included); point deployments[].reference.profile of {deployment!r} at it",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@app.command()
+def report(
+    deployment: Annotated[str, typer.Option(help="The deployment to report on.")],
+    out: Annotated[Path, typer.Option(help="Where to write the HTML report.")],
+    url: Annotated[str, typer.Option(help="Base URL of the sidecar.")] = "http://127.0.0.1:8080",
+    role: Annotated[str, typer.Option(help="The recent traffic reported on: canary or live.")] = "canary",
+    token: Annotated[str | None, typer.Option(help=f"API token (default: ${TOKEN_ENV}).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the report.")] = 300.0,
+) -> None:
+    """An Evidently report (data drift, classification quality) of the reference against recent traffic."""
+    import httpx
+
+    token = token or os.environ.get(TOKEN_ENV)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    address = f"{url.rstrip('/')}/v1/deployments/{deployment}/report"
+    try:
+        with err.status(f"making the report of {deployment} ({role})"):
+            answer = httpx.get(address, params={"role": role}, headers=headers, timeout=timeout)
+    except httpx.HTTPError as error:
+        err.print(f"[red]cannot reach {url}:[/red] {error}", soft_wrap=True)
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    if answer.status_code != 200:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        err.print(f"[red]no report ({answer.status_code}):[/red] {detail}", soft_wrap=True)
+        raise typer.Exit(1)
+    try:
+        out.write_text(answer.text, encoding="utf-8")
+    except OSError as error:
+        err.print(f"[red]cannot write {out}:[/red] {error.strerror}")
+        raise typer.Exit(2) from None
+    err.print(f"{out}: report of {deployment} ({role}) against its reference", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

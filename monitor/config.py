@@ -295,6 +295,47 @@ class DisagreementCheckSettings(Section):
     min_pairs: int = Field(100, ge=1, description="Requests answered by both models before judging.")
 
 
+class FeatureDriftCheckSettings(Section):
+    blocking: bool = Field(
+        False, description="Feature drift is a warning by default; true: any drifting feature blocks."
+    )
+    blocking_features: list[str] = Field(
+        default_factory=list,
+        description="Features (or `scores.<class>`) whose drift blocks even when `blocking` is false.",
+    )
+    numeric_test: Literal["wasserstein", "psi", "ks"] = Field(
+        "wasserstein", description="Statistic judged for numeric features and scores (Wasserstein normed by "
+        "the reference's standard deviation, as Evidently).",
+    )
+    numeric_threshold: float = Field(0.1, gt=0, description="Drift when the numeric statistic is above this.")
+    categorical_test: Literal["js", "psi"] = Field(
+        "js", description="Statistic judged for categorical features (Jensen-Shannon distance or PSI)."
+    )
+    categorical_threshold: float = Field(0.1, gt=0, description="Drift when the categorical statistic is above this.")
+    min_samples: int = Field(500, ge=1, description="Rows with features needed on each side before judging.")
+
+
+class DataQualityCheckSettings(Section):
+    blocking: bool = Field(False, description="Data-quality findings are warnings by default.")
+    max_missing_increase: float = Field(
+        0.05, ge=0, le=1,
+        description="`missing_values`: canary's missing share above its baseline's by more than this.",
+    )
+    max_type_change_share: float = Field(
+        0.01, ge=0, le=1,
+        description="`type_changes`: share of a feature's values of another type than its baseline's.",
+    )
+    max_unseen_share: float = Field(
+        0.05, ge=0, le=1,
+        description="`unseen_categories`: share of a categorical feature's values the baseline never had.",
+    )
+    max_out_of_range_share: float = Field(
+        0.05, ge=0, le=1,
+        description="`out_of_range`: share of a numeric feature's values outside the baseline's range.",
+    )
+    min_samples: int = Field(500, ge=1, description="Canary rows with features needed before judging.")
+
+
 class ChecksSettings(Section):
     class_divergence: DivergenceCheckSettings = Field(default_factory=DivergenceCheckSettings)
     reference_divergence: ReferenceCheckSettings = Field(default_factory=ReferenceCheckSettings)
@@ -302,6 +343,8 @@ class ChecksSettings(Section):
     disagreement: DisagreementCheckSettings = Field(default_factory=DisagreementCheckSettings)
     accuracy: AccuracyCheckSettings = Field(default_factory=AccuracyCheckSettings)
     class_precision: ClassPrecisionCheckSettings = Field(default_factory=ClassPrecisionCheckSettings)
+    feature_drift: FeatureDriftCheckSettings = Field(default_factory=FeatureDriftCheckSettings)
+    data_quality: DataQualityCheckSettings = Field(default_factory=DataQualityCheckSettings)
 
 
 class PolicySettings(Section):
@@ -340,6 +383,23 @@ class ReferenceSettings(Section):
     class_distribution: dict[str, float] | None = Field(
         None, description="Class shares of the reference (test) set, e.g. {invoice: 0.5, ...}."
     )
+    profile: Path | None = Field(
+        None,
+        description="Reference profile from `driftgate reference build`: features, scores and class shares "
+        "(the class shares serve when `class_distribution` is not set).",
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _readable_profile(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from monitor.profile import ProfileError, read_profile
+
+            try:
+                read_profile(value)
+            except ProfileError as error:
+                raise ValueError(str(error)) from None
+        return value
 
     @field_validator("class_distribution")
     @classmethod
@@ -349,6 +409,30 @@ class ReferenceSettings(Section):
         if not value or any(share < 0 for share in value.values()) or sum(value.values()) <= 0:
             raise ValueError("needs at least one class and non-negative shares that add up to more than 0")
         return value
+
+
+class DriftSettings(Section):
+    bins: int = Field(
+        100, ge=2, le=10_000,
+        description="Without a profile: bins per numeric column, at quantiles of the first `learn_from` live rows.",
+    )
+    learn_from: int = Field(
+        500, ge=10,
+        description="Without a profile: sampled live rows whose features fix the bins the canary is compared on "
+        "(features present in at least 5% of them).",
+    )
+    max_new_categories: int = Field(
+        50, ge=0, description="Distinct categories kept beyond the baseline's per feature; the rest pooled, counted."
+    )
+    sample_rows: int = Field(
+        2000, ge=0, le=100_000,
+        description="Recent rows per role kept for reports (`driftgate report`), taken from the binned sample.",
+    )
+    sample_every: int = Field(
+        8, ge=1, le=1000,
+        description="Bin the features and scores of one prediction in this many (1: every one), chosen by a "
+        "hash of the request id: the hot path stays fast; drift and quality figures are of the sample.",
+    )
 
 
 class DeploymentSettings(Section):
@@ -366,6 +450,7 @@ class DeploymentSettings(Section):
     window_s: float = Field(60.0, gt=0, description="Length of the tumbling dashboard windows (event time).")
     windows_kept: int = Field(60, ge=1, description="Closed windows kept in memory for the API.")
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @field_validator("classes")
     @classmethod
@@ -382,6 +467,21 @@ class DeploymentSettings(Section):
             if unknown:
                 raise ValueError(
                     f"reference.class_distribution names classes not in classes: {', '.join(unknown)}"
+                )
+        if self.reference.profile is not None:
+            from monitor.profile import read_profile
+
+            profile = read_profile(self.reference.profile)
+            if profile.deployment != self.name:
+                raise ValueError(
+                    f"reference.profile {self.reference.profile} was built for deployment {profile.deployment!r}, "
+                    f"not {self.name!r}"
+                )
+            unknown = sorted(set(self.policy.checks.feature_drift.blocking_features) - set(profile.layout.columns))
+            if unknown:
+                raise ValueError(
+                    f"policy.checks.feature_drift.blocking_features names columns the profile does not have: "
+                    f"{', '.join(unknown)} (it has {', '.join(sorted(profile.layout.columns))})"
                 )
         return self
 

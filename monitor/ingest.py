@@ -14,8 +14,10 @@ from monitor.config import DeploymentSettings, Settings
 from monitor.errors import EventError
 from monitor.events import UNKNOWN_DEPLOYMENT, EventDecoder, load_object
 from monitor.evidence import EvidenceSettings
+from monitor.profile import read_profile
 from monitor.records import DeadLetter, Record
 from monitor.state.deployment import DeploymentState
+from monitor.state.feature_intake import FeatureIntake, IntakeSettings
 from monitor.state.spotcheck import SpotcheckSampler
 
 UNROUTED = "unknown"
@@ -32,7 +34,7 @@ class Route:
 
 def new_state(settings: DeploymentSettings) -> DeploymentState:
     """An empty state for a configured deployment."""
-    return DeploymentState(
+    state = DeploymentState(
         settings.name,
         classes=settings.classes,
         max_classes=settings.max_classes,
@@ -50,6 +52,21 @@ def new_state(settings: DeploymentSettings) -> DeploymentState:
         review_queue_size=settings.spotcheck.queue_size,
         evidence=evidence_settings(settings) if settings.policy.mode == "sequential" else None,
     )
+    attach_features(state, settings)
+    return state
+
+
+def attach_features(state: DeploymentState, settings: DeploymentSettings) -> None:
+    """Give a state the configured feature intake and the reference profile's features (read from its file)."""
+    drift = settings.drift
+    intake_settings = IntakeSettings(
+        bins=drift.bins, learn_from=drift.learn_from, max_new_categories=drift.max_new_categories,
+        sample_rows=drift.sample_rows, sample_every=drift.sample_every,
+    )
+    path = settings.reference.profile
+    profile = read_profile(path) if path is not None else None
+    intake = FeatureIntake(intake_settings, profile.layout if profile is not None else None)
+    state.use_features(intake, profile.features if profile is not None else None)
 
 
 def evidence_settings(settings: DeploymentSettings) -> EvidenceSettings:

@@ -84,8 +84,28 @@ class SidecarCollector(Collector):
         feedback = CounterMetricFamily(
             "driftgate_feedback", "Feedback events by what became of them.", labels=["deployment", "outcome"]
         )
+        feature_drift = GaugeMetricFamily(
+            "driftgate_feature_drift",
+            "Drift of a feature or score (scores.<class>) of a role against the reference, or against live for "
+            "tests named <test>_vs_live (psi, wasserstein, ks, js: larger is more drift).",
+            labels=["deployment", "role", "feature", "test"],
+        )
+        feature_quality = GaugeMetricFamily(
+            "driftgate_feature_quality",
+            "Share of a feature's values in the current comparison with an issue (missing_share, "
+            "type_change_share, unseen_share, out_of_range_share).",
+            labels=["deployment", "role", "feature", "issue"],
+        )
         for name in self.deployments:
             snap = self.sidecar.snapshot(name)
+            features = snap.get("features") or {}
+            for figure in features.get("drift", []):
+                feature_drift.add_metric([name, figure["role"], figure["feature"], figure["test"]], figure["value"])
+            for role, by_feature in features.get("quality", {}).items():
+                for feature, issues in by_feature.items():
+                    for issue, value in issues.items():
+                        if issue.endswith("_share"):
+                            feature_quality.add_metric([name, role, feature, issue], value)
             for role, n in snap["events"].items():
                 events.add_metric([name, role], n)
             for role, by_class in snap["predictions"].items():
@@ -137,5 +157,5 @@ class SidecarCollector(Collector):
             lag.add_metric([deployment, role, str(partition)], n)
         yield from (
             events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes,
-            precision, precision_bounds, accuracy, feedback, webhooks, lag,
+            precision, precision_bounds, accuracy, feedback, webhooks, lag, feature_drift, feature_quality,
         )

@@ -27,11 +27,15 @@ from monitor.checkpoint import (
 )
 from monitor.checks import live_divergence, precision_figures, reference_divergence_figures
 from monitor.config import Settings
+from monitor.feature_checks import drift_figures, quality_figures
 from monitor.ingest import UNROUTED, Ingest
+from monitor.profile import ReferenceProfile, read_profile
 from monitor.records import DeadLetter, Record
+from monitor.report import ReportError
 from monitor.state.deployment import DeploymentState
+from monitor.state.features import FeatureStats
 from monitor.state.spotcheck import SpotcheckCase
-from monitor.verdict import Verdict, evaluate, iso_time
+from monitor.verdict import Verdict, evaluate, iso_time, reference_classes
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +415,7 @@ class Sidecar:
                     "divergence": {"live": _figures(live_divergence(classes, comparison))},
                     "feedback": precision_figures(classes, comparison.outcomes),
                 }
-                reference = deployment.reference.class_distribution
+                reference = deployment.reference.class_distribution or reference_classes(deployment)
                 if reference:
                     current["divergence"]["reference"] = _figures(
                         reference_divergence_figures(classes, comparison.canary.vector(classes), reference)
@@ -435,10 +439,56 @@ class Sidecar:
                 "spotcheck": {"picked": state.sampler.picked, "offered": state.sampler.offered,
                               "waiting": len(state.review.cases)},
                 "watermark": iso_time(state.watermark),
+                "features": feature_snapshot(state),
             }
         verdict = self.verdicts.get(name)
         snapshot["verdict"] = verdict.verdict if verdict else "pending"
         return snapshot
+
+    def report(self, name: str, role: str) -> str:
+        """The Evidently report of the reference against a role's recent rows (ReportError: not enough yet).
+
+        The rows are copied under the lock; the report is made outside it, so consuming goes on meanwhile.
+        """
+        from monitor.report import report_html
+
+        deployment = self.settings.deployment(name)
+        assert deployment is not None
+        with self._lock:
+            state = self.ingest.states[name]
+            current = state.intake.sample(role)
+            layout = state.intake.layout
+        profile_path = deployment.reference.profile
+        if profile_path is not None:
+            profile = read_profile(profile_path)
+            reference, baseline = profile.sample, f"the reference {profile.source or profile_path.name}"
+        else:
+            if role == "live":
+                raise ReportError("without a reference profile (reference.profile) live is the baseline; "
+                                  "report on the canary")
+            with self._lock:
+                reference = state.intake.sample("live")
+            baseline = "live's recent traffic"
+        kinds = {column: spec.kind for column, spec in layout.columns.items()} if layout is not None else {}
+        title = f"{name}: recent {role} traffic against {baseline}"
+        return report_html(title, reference, current, kinds)
+
+    def live_profile(self, name: str) -> dict[str, Any]:
+        """A reference profile taken from live traffic of the current comparison (ReportError: none yet)."""
+        with self._lock:
+            state = self.ingest.states[name]
+            state.flush_features()
+            comparison, layout = state.current, state.intake.layout
+            live = comparison.features.get("live") if comparison is not None else None
+            if comparison is None or layout is None or live is None or live.rows == 0:
+                raise ReportError("no live features in the current comparison yet: a profile needs some")
+            profile = ReferenceProfile(
+                name, live.rows, dict(comparison.live.counts), layout,
+                FeatureStats.from_dict(layout, live.to_dict()),
+                source=f"live traffic since {iso_time(comparison.live_from)}",
+                sample=state.intake.sample("live"),
+            )
+        return profile.to_dict()
 
     def webhook_counts(self) -> dict[tuple[str, str, str], int]:
         """Webhook delivery counters: (deployment, url host, outcome) -> total."""
@@ -497,6 +547,25 @@ def spotcheck_event(case: SpotcheckCase) -> dict[str, Any]:
         "ts": iso_time(case.ts),
         "canary_version": case.canary_version,
         "priority": case.priority,
+    }
+
+
+def feature_snapshot(state: DeploymentState) -> dict[str, Any]:
+    """Feature, score and data-quality drift of the current comparison (see monitor.feature_checks)."""
+    state.flush_features()
+    intake = state.intake
+    comparison = state.current
+    sides = comparison.features if comparison is not None else {}
+    return {
+        "baseline": "reference" if state.reference_features is not None else "live",
+        "layout": "profile" if intake.from_profile else ("learned" if intake.layout is not None else "learning"),
+        "columns": sorted(intake.layout.columns) if intake.layout is not None else [],
+        "rows": {role: stats.rows for role, stats in sides.items()},
+        "held": intake.held_rows,
+        "unbinned": intake.unbinned,
+        "sample_every": intake.settings.sample_every,
+        "drift": [figure.to_dict() for figure in drift_figures(state)],
+        "quality": {role: quality_figures(stats) for role, stats in sides.items()},
     }
 
 

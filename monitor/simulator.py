@@ -5,6 +5,10 @@ Pure and seeded: the same seed gives the same events. Scenarios for the canary:
 - ``good``: an equal retrain, as accurate as live, agreeing with it on most requests;
 - ``collapse``: calls nearly everything an invoice;
 - ``shift``: its class mix moved by 10 points, from contract to invoice.
+
+``canary_feature_shift`` (e.g. ``{"text_len": 2000}``) feeds the canary inputs moved by
+that much on numeric features, as a canary behind a changed preprocessing step would
+see them; it draws no random numbers, so every scenario's traffic stays the same.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class TrafficSimulator:
     agreement: float = 0.85
     feedback_rate: float = 0.3
     feedback_delay_s: tuple[float, float] = (1.0, 30.0)
+    canary_feature_shift: dict[str, float] = field(default_factory=dict)
     _rng: random.Random = field(init=False)
     _pending: list[tuple[float, int, SimEvent]] = field(init=False, default_factory=list)
     _n: int = field(init=False, default=0)
@@ -123,7 +128,8 @@ class TrafficSimulator:
         events = [
             SimEvent("live", request_id, self._prediction(request_id, ts, live_label, self.live_version, features)),
             SimEvent(
-                "canary", request_id, self._prediction(request_id, ts, canary_label, self.canary_version, features)
+                "canary", request_id,
+                self._prediction(request_id, ts, canary_label, self.canary_version, self._canary_inputs(features)),
             ),
         ]
         if rng.random() < self.feedback_rate:
@@ -136,6 +142,12 @@ class TrafficSimulator:
         while self._pending and self._pending[0][0] <= ts:
             events.append(heapq.heappop(self._pending)[2])
         return events
+
+    def _canary_inputs(self, features: dict[str, Any]) -> dict[str, Any]:
+        if not self.canary_feature_shift:
+            return features
+        shift = self.canary_feature_shift
+        return {name: value + shift[name] if name in shift else value for name, value in features.items()}
 
     def truth_of(self, request_id: str) -> str | None:
         """The true class of a recent request (what a spot-checker would answer), if still known."""

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from monitor import checks
+from monitor import checks, feature_checks
 from monitor.checks import CheckResult
 from monitor.config import DeploymentSettings
+from monitor.profile import read_profile
 from monitor.state.deployment import DeploymentState
 
 VerdictName = Literal["go", "no_go", "pending", "inconclusive"]
@@ -84,7 +85,7 @@ def run_checks(settings: DeploymentSettings, state: DeploymentState) -> list[Che
             checks.accuracy(comparison.outcomes, policy.checks.accuracy),
         ]
     results.append(checks.class_precision(classes, comparison.outcomes, policy.checks.class_precision))
-    reference = settings.reference.class_distribution
+    reference = settings.reference.class_distribution or reference_classes(settings)
     if reference:
         results.insert(
             1,
@@ -92,9 +93,24 @@ def run_checks(settings: DeploymentSettings, state: DeploymentState) -> list[Che
                 classes, comparison, reference, policy.min_samples, policy.checks.reference_divergence
             ),
         )
+    if has_features(state):
+        results.extend(feature_checks.feature_drift_checks(state, policy.checks.feature_drift))
+        results.extend(feature_checks.data_quality_checks(state, policy.checks.data_quality))
     if policy.feedback_decides:
         results = _let_feedback_decide(results)
     return results
+
+
+def reference_classes(settings: DeploymentSettings) -> dict[str, float] | None:
+    """The class shares of the reference profile, when there is one."""
+    path = settings.reference.profile
+    return read_profile(path).class_distribution() or None if path is not None else None
+
+
+def has_features(state: DeploymentState) -> bool:
+    """Whether the deployment's predictions carry features or scores, or it has a reference profile."""
+    intake = state.intake
+    return intake.layout is not None or intake.held_rows > 0 or state.reference_features is not None
 
 
 # Checks that need labelled requests: without require_feedback they never hold a verdict back.
@@ -119,6 +135,7 @@ def _let_feedback_decide(results: list[CheckResult]) -> list[CheckResult]:
 def evaluate(settings: DeploymentSettings, state: DeploymentState) -> Verdict:
     """The deployment's verdict now (pure: the same state always gives the same verdict)."""
     comparison = state.current
+    state.flush_features()
     samples = {"live": 0, "canary": 0, "feedback": 0, "spotcheck_labels": 0}
     evaluated_at = iso_time(state.watermark)
     if comparison is None:

@@ -31,6 +31,7 @@ from monitor.broker import EmbeddedBroker
 from monitor.checkpoint import SqliteCheckpointStore, decode
 from monitor.config import Settings, parse_config
 from monitor.kafka_topics import ensure_topics
+from monitor.profile import build_profile, write_profile
 from monitor.server import free_port
 from monitor.simulator import TrafficSimulator
 
@@ -78,6 +79,17 @@ def produce(bootstrap: str, topics: dict[str, dict[str, str]], seed: int, scale:
     return produced, malformed
 
 
+def reference_profile(directory: Path, name: str) -> Path:
+    """A profile of the simulator's live answers (another seed than the traffic's) for deployment ``name``."""
+    simulator = TrafficSimulator("good", deployment=name, seed=99)
+    live = [e.payload for e in simulator.stream(2000, start_ts=START_TS, rate_per_s=100) if e.role == "live"]
+    columns = {key: [event["features"][key] for event in live] for key in ("n_pages", "lang", "text_len")}
+    columns.update({f"scores.{c}": [event["scores"].get(c) for event in live] for c in CLASSES})
+    path = directory / f"{name}.profile.json"
+    write_profile(build_profile(name, [event["label"] for event in live], columns), path)
+    return path
+
+
 def config_file(
     directory: Path, bootstrap: str, topics: dict[str, dict[str, str]], run: str, checkpoint_interval_s: float = 0.2
 ) -> Path:
@@ -90,7 +102,10 @@ def config_file(
         "verdict_interval_s": 0.2,
         "state": {"dir": str(directory / "state"), "checkpoint_interval_s": checkpoint_interval_s},
         "log": {"format": "json"},
-        "deployments": [{"name": name, "topics": topics[name], "classes": CLASSES} for name in REQUESTS],
+        # A reference profile for the feature figures: bins learned from live would depend on which live
+        # answers came first, which the interleaving of partitions decides.
+        "deployments": [{"name": name, "topics": topics[name], "classes": CLASSES,
+                         "reference": {"profile": str(reference_profile(directory, name))}} for name in REQUESTS],
     }
     path = directory / "driftgate.yaml"
     path.write_text(yaml.safe_dump(config))

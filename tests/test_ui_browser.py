@@ -211,6 +211,8 @@ def test_label_a_queued_case_in_chromium(running: RunningSidecar, broker: Any) -
             assert page.locator("#distribution .class-group").count() == len(CLASSES)
             assert page.locator("#distribution [data-role=reference]").count() == len(CLASSES)
             assert page.locator("#precision .class-group").count() == len(CLASSES)
+            # 1,500 requests sample fewer live rows than the 1,000 the feature bins are learned from
+            assert "Learning the bins" in page.inner_text("#drift")
             received_before = _number(page.inner_text("#count-received"))
             waiting_before = _number(page.inner_text("#count-waiting"))
             assert waiting_before > 0

@@ -19,13 +19,19 @@ first (as long as the live answers are within the kept windows).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zlib import crc32
+
+import numpy as np
 
 from monitor.errors import EventError
 from monitor.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
 from monitor.evidence import EvidenceSettings, SequentialEvidence
 from monitor.state.counts import ClassCounts
+from monitor.state.feature_intake import FeatureIntake
+from monitor.state.features import FeatureLayout, FeatureStats
 from monitor.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.state.join import RequestJoin
 from monitor.state.outcomes import Outcomes
@@ -51,6 +57,8 @@ class Comparison:
     last_ts: float = 0.0
     outcomes: Outcomes = field(default_factory=Outcomes)
     evidence: SequentialEvidence | None = None
+    # role -> what its predictions' features and scores looked like (binned over the deployment's layout)
+    features: dict[str, FeatureStats] = field(default_factory=dict)
 
     @property
     def pairs(self) -> int:
@@ -79,6 +87,12 @@ class Comparison:
         self.outcomes.merge(other.outcomes)
         if self.evidence is not None and other.evidence is not None:
             self.evidence.merge(other.evidence)
+        for role, stats in other.features.items():
+            mine = self.features.get(role)
+            if mine is None:
+                self.features[role] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+            else:
+                mine.merge(stats)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,10 +107,12 @@ class Comparison:
             "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
             "outcomes": self.outcomes.to_dict(),
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
+            "features": {role: stats.to_dict() for role, stats in self.features.items()},
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+    def from_dict(cls, data: dict[str, Any], layout: FeatureLayout | None = None) -> Comparison:
+        features = data.get("features") or {}
         return cls(
             canary_version=data["canary_version"],
             started_at=float(data["started_at"]),
@@ -108,6 +124,8 @@ class Comparison:
             last_ts=float(data["last_ts"]),
             outcomes=Outcomes.from_dict(data["outcomes"]),
             evidence=SequentialEvidence.from_dict(data["evidence"]) if data.get("evidence") else None,
+            features={role: FeatureStats.from_dict(layout, item) for role, item in features.items()}
+            if layout is not None else {},
         )
 
 
@@ -136,6 +154,7 @@ class DeploymentState:
         spotcheck: SpotcheckSampler | None = None,
         review_queue_size: int = 100,
         evidence: EvidenceSettings | None = None,
+        intake: FeatureIntake | None = None,
     ) -> None:
         self.name = name
         self.fixed_classes = classes is not None
@@ -160,6 +179,15 @@ class DeploymentState:
         # cases picked since the service last drained them to the spot-check topic
         self.outbox: list[SpotcheckCase] = []
         self.watermark = 0.0
+        self.intake = intake or FeatureIntake()
+        self._hold_live = self.intake.pending["live"].append
+        self._hold_canary = self.intake.pending["canary"].append
+        self._sample_every = self.intake.settings.sample_every
+        # the reference profile's feature state, when the deployment has one (from the config, not checkpointed)
+        self.reference_features: FeatureStats | None = None
+        # window start -> features of live answers that came before a comparison counted them (as the windows
+        # keep live class counts): a comparison that starts later takes those from its start on
+        self.live_features: dict[float, FeatureStats] = {}
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -198,10 +226,19 @@ class DeploymentState:
                 comparison.last_ts = ts
             counts = window.canary.counts
             counts[label] = counts.get(label, 0) + 1
+            if (prediction.features is not None or prediction.scores is not None) and (
+                self._sample_every == 1 or crc32(prediction.request_id.encode()) % self._sample_every == 0
+            ):
+                # binned per chunk, in tick()
+                self._hold_canary(
+                    (role, version, prediction.features, prediction.scores, label, prediction.request_id, ts)
+                )
             pair = self.join.add_canary(prediction.request_id, label, version, ts, prediction.scores)
         else:
             comparison = self.current
+            key: str | None = None
             if comparison is not None and ts >= comparison.live_from:
+                key = comparison.canary_version
                 counts = comparison.live.counts
                 counts[label] = counts.get(label, 0) + 1
                 counts = comparison.live_versions.counts
@@ -210,6 +247,10 @@ class DeploymentState:
             counts[label] = counts.get(label, 0) + 1
             counts = window.live_versions.counts
             counts[version] = counts.get(version, 0) + 1
+            if (prediction.features is not None or prediction.scores is not None) and (
+                self._sample_every == 1 or crc32(prediction.request_id.encode()) % self._sample_every == 0
+            ):
+                self._hold_live((role, key, prediction.features, prediction.scores, label, prediction.request_id, ts))
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
@@ -232,6 +273,8 @@ class DeploymentState:
         if feedback.ts > self.watermark:
             self.watermark = feedback.ts
         self.events["feedback"] += 1
+        if feedback.label is not None:
+            self.intake.note_truth(feedback.request_id, feedback.label)
         if feedback.source == "spotcheck":
             self.spotcheck_labels += 1
             self.review.settle(feedback.request_id)
@@ -295,6 +338,7 @@ class DeploymentState:
         # Live answers that arrived before this version's first canary answer, but belong after it.
         _backfill_live(comparison, self.windows, live_from, float("inf"))
         self.comparisons[version] = comparison
+        self._backfill_live_features(comparison, live_from, float("inf"))
         self._pick_current()
         return comparison
 
@@ -303,6 +347,7 @@ class DeploymentState:
         live_from = ts - ts % self.windows.length_s
         if live_from < comparison.live_from and comparison is self.current:
             _backfill_live(comparison, self.windows, live_from, comparison.live_from)
+            self._backfill_live_features(comparison, live_from, comparison.live_from)
             comparison.live_from = live_from
         comparison.started_at = ts
         self._pick_current()
@@ -316,12 +361,88 @@ class DeploymentState:
     # -- housekeeping -------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Expire join entries past their TTL at the current watermark; call once per batch."""
+        """Expire join entries past their TTL at the watermark (and bin waiting features); call once per batch."""
+        if self.intake.waiting >= self.intake.settings.flush_rows:
+            self.flush_features()
         self.join.expire(self.watermark)
         self.feedback.expire(self.watermark)
         for comparison in self.comparisons.values():
             if comparison.evidence is not None:
                 comparison.evidence.flush()
+
+    def flush_features(self) -> None:
+        """Bin the features waiting in the intake (before anything reads or saves the feature state)."""
+        self.intake.flush(self._feature_stats, self._place_live)
+
+    def _place_live(
+        self, features: Sequence[dict[str, Any] | None], scores: Sequence[dict[str, Any] | None],
+        times: Sequence[float],
+    ) -> None:
+        """Live rows that came with no comparison: kept by window, and counted in the current comparison
+        when their event time is within it (they may have been read before the canary's first answer)."""
+        layout = self.intake.layout
+        assert layout is not None
+        length = self.windows.length_s
+        # Nearly always one or two windows per chunk: group by window with numpy, bin each group once.
+        event_times = np.asarray(times, dtype=np.float64)
+        starts = event_times - event_times % length
+        current = self.current
+        for start in np.unique(starts).tolist():
+            if starts[0] == starts[-1] == start:
+                group_features, group_scores = features, scores
+            else:
+                where = np.flatnonzero(starts == start).tolist()
+                group_features, group_scores = [features[i] for i in where], [scores[i] for i in where]
+            batch = FeatureStats(layout)
+            batch.update(group_features, group_scores)
+            kept = self.live_features.get(start)
+            if kept is None:
+                self.live_features[start] = batch
+            else:
+                kept.merge(batch)
+            if current is not None and start >= current.live_from:
+                target = self._feature_stats("live", current.canary_version)
+                if target is not None:
+                    target.merge(batch)
+        while len(self.live_features) > self.windows.kept:
+            del self.live_features[min(self.live_features)]
+
+    def _backfill_live_features(self, comparison: Comparison, start: float, end: float) -> None:
+        """Add the kept live features of windows in [start, end) to a comparison."""
+        for window_start, stats in sorted(self.live_features.items()):
+            if start <= window_start < end:
+                target = self._feature_stats("live", comparison.canary_version)
+                if target is not None:
+                    target.merge(stats)
+
+    def _feature_stats(self, role: str, key: str | None) -> FeatureStats | None:
+        """The feature state of a role in the comparison of canary version ``key`` (made when first needed)."""
+        comparison = self.comparisons.get(key) if key is not None else None
+        layout = self.intake.layout
+        if comparison is None or layout is None:
+            return None
+        stats = comparison.features.get(role)
+        if stats is None:
+            stats = comparison.features[role] = FeatureStats(layout)
+        return stats
+
+    def use_features(self, intake: FeatureIntake, reference: FeatureStats | None) -> None:
+        """Take a configured intake (and reference), carrying over what this state's intake holds.
+
+        Feature state binned over another layout than the configured one (a new profile) is let go.
+        """
+        old = self.intake
+        old.flush(self._feature_stats, self._place_live)
+        if intake.layout is not None and old.layout is not None and intake.layout != old.layout:
+            for comparison in self.comparisons.values():
+                comparison.features.clear()
+            self.live_features.clear()
+        intake.load(old.to_dict())
+        self.intake = intake
+        self._hold_live = intake.pending["live"].append
+        self._hold_canary = intake.pending["canary"].append
+        self._sample_every = intake.settings.sample_every
+        self.reference_features = reference
 
     def merge(self, other: DeploymentState) -> DeploymentState:
         """Add another state of the same deployment into this one (e.g. another replica's)."""
@@ -341,7 +462,7 @@ class DeploymentState:
         for version, comparison in other.comparisons.items():
             mine = self.comparisons.get(version)
             if mine is None:
-                copied = Comparison.from_dict(comparison.to_dict())
+                copied = Comparison.from_dict(comparison.to_dict(), self.intake.layout or other.intake.layout)
                 _backfill_live(copied, self.windows, copied.live_from, float("inf"))
                 self.comparisons[version] = copied
             else:
@@ -355,10 +476,18 @@ class DeploymentState:
         for case in other.review.cases.values():
             self.review.push(case)
         self.windows.merge(other.windows)
+        self.intake.merge(other.intake)
+        for start, stats in other.live_features.items():
+            kept = self.live_features.get(start)
+            if kept is None:
+                self.live_features[start] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+            else:
+                kept.merge(stats)
         self.watermark = max(self.watermark, other.watermark)
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        self.flush_features()
         return {
             "name": self.name,
             "classes": list(self.classes),
@@ -379,6 +508,8 @@ class DeploymentState:
             "evidence_settings": vars(self.evidence_settings) if self.evidence_settings is not None else None,
             "windows": self.windows.to_dict(),
             "watermark": self.watermark,
+            "features": self.intake.to_dict(),
+            "live_features": [[start, stats.to_dict()] for start, stats in sorted(self.live_features.items())],
         }
 
     @classmethod
@@ -396,7 +527,14 @@ class DeploymentState:
             role: {version: ClassCounts(counts) for version, counts in by_version.items()}
             for role, by_version in data["totals"].items()
         }
-        state.comparisons = {c["canary_version"]: Comparison.from_dict(c) for c in data["comparisons"]}
+        if data.get("features"):
+            state.intake.load(data["features"])
+        layout = state.intake.layout
+        state.comparisons = {c["canary_version"]: Comparison.from_dict(c, layout) for c in data["comparisons"]}
+        if layout is not None:
+            state.live_features = {
+                float(start): FeatureStats.from_dict(layout, item) for start, item in data.get("live_features", [])
+            }
         state._pick_current()
         state.join = RequestJoin.from_dict(data["join"])
         state.feedback = FeedbackJoin.from_dict(data["feedback"])

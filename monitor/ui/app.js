@@ -328,6 +328,39 @@
       count(feedback.awaiting_spotcheck) + " canary answers wait for one.";
   }
 
+  // The canary's inputs against the baseline: Wasserstein (numeric) or Jensen-Shannon (categorical), per column.
+  function renderDrift(snapshot) {
+    var box = $("drift");
+    clear(box);
+    var features = snapshot.features || {};
+    var suffix = features.baseline === "live" ? "_vs_live" : "";
+    var rows = (features.drift || []).filter(function (f) {
+      return f.role === "canary" && (f.test === "wasserstein" + suffix || f.test === "js" + suffix);
+    }).sort(function (a, b) { return b.value - a.value; });
+    $("drift-note").textContent = rows.length
+      ? "Canary against " + (features.baseline === "live" ? "live" : "the reference profile") +
+        "; 0 is no drift, above 0.1 is drift by the default threshold. One prediction in " +
+        count(features.sample_every) + " is binned."
+      : "";
+    if (!rows.length) {
+      box.append(el("p", { class: "empty", text: features.layout === "learning"
+        ? "Learning the bins from live's first rows…" : "No features seen yet." }));
+      return;
+    }
+    var table = el("table", { class: "drift-table" },
+      el("thead", {}, el("tr", {}, el("th", { text: "Feature" }), el("th", { text: "Test" }),
+        el("th", { text: "Drift" }), el("th", { text: "Rows" }))));
+    var body = el("tbody", {});
+    rows.forEach(function (f) {
+      var bound = f.error_bound > 0 ? " ± " + f.error_bound.toFixed(3) : "";
+      body.append(el("tr", { "data-feature": f.feature, class: f.value > 0.1 ? "drifted" : "" },
+        el("td", { text: f.feature }), el("td", { text: f.test.replace("_vs_live", "") }),
+        el("td", { text: f.value.toFixed(3) + bound }), el("td", { text: count(f.rows) })));
+    });
+    table.append(body);
+    box.append(table);
+  }
+
   function renderCounts(verdict, snapshot) {
     $("count-sent").textContent = count(sentCount());
     $("count-received").textContent = count((verdict.samples || {}).spotcheck_labels || 0);
@@ -490,6 +523,7 @@
         renderVerdict(verdict);
         renderDistribution(snapshot);
         renderPrecision(snapshot);
+        renderDrift(snapshot);
         renderCounts(verdict, snapshot);
         renderQueue(queue.cases || [], snapshot.classes || []);
         setStatus("Updated " + new Date().toLocaleTimeString() + " · refreshes every 2 s");

@@ -1,0 +1,152 @@
+"""Feature drift end to end on the real broker: `driftgate run` as a process, one canary fed moved inputs.
+
+Two deployments in one sidecar, no reference profile (so the canary is compared with
+live on the same requests): ``drifted``, whose canary sees ``text_len`` moved by 2,000
+characters (a changed preprocessing step), and ``same``, whose canary sees live's inputs.
+The drifted canary shows it on ``text_len`` and on no other feature, in the verdict's
+checks, the metrics snapshot and the Prometheus exposition; the other shows nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from monitor.kafka_topics import ensure_topics
+from monitor.server import free_port
+from monitor.simulator import CLASSES, TrafficSimulator
+
+pytestmark = pytest.mark.integration
+
+REQUESTS = 12000
+SHIFTS = {"drifted": {"text_len": 2000.0}, "same": {}}
+
+
+@dataclass
+class Running:
+    url: str
+
+
+def _get(url: str, path: str) -> Any:
+    response = httpx.get(f"{url}{path}", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the sidecar at {url} did not come up")
+
+
+@pytest.fixture(scope="module")
+def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {name: {role: f"fd.{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")}
+              for name in SHIFTS}
+    outputs = {"deadletter_topic": f"fd.dead.{suffix}", "verdicts_topic": f"fd.verdicts.{suffix}",
+               "spotcheck_topic": f"fd.spotcheck.{suffix}"}
+    ensure_topics(broker.bootstrap, [t for by_role in topics.values() for t in by_role.values()]
+                  + list(outputs.values()))
+    port = free_port()
+    directory = tmp_path_factory.mktemp("feature-drift-e2e")
+    config = {
+        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
+                  "group_id": f"fd-{suffix}", "poll_timeout_s": 0.2, **outputs},
+        "api": {"port": port},
+        "state": {"dir": str(directory / "state")},
+        "verdict_interval_s": 0.2,
+        "deployments": [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in SHIFTS],
+    }
+    path = directory / "driftgate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = (directory / "sidecar.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if k != "DRIFTGATE_API_TOKEN"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        produced: dict[str, Counter[str]] = {}
+        for name, shift in SHIFTS.items():
+            simulator = TrafficSimulator("good", deployment=name, seed=11, canary_feature_shift=shift)
+            counts: Counter[str] = Counter()
+            for event in simulator.stream(REQUESTS, start_ts=1_800_000_000.0, rate_per_s=200):
+                producer.produce(topics[name][event.role], orjson.dumps(event.payload), event.key.encode())
+                counts[event.role] += 1
+            produced[name] = counts
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 90
+        for name, counts in produced.items():
+            while _get(url, f"/v1/deployments/{name}/metrics")["events"] != dict(counts):
+                assert time.monotonic() < deadline, f"the sidecar did not read every event of {name}"
+                time.sleep(0.3)
+        yield Running(url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+
+
+def _checks(url: str, name: str) -> dict[str, dict[str, Any]]:
+    return {check["name"]: check for check in _get(url, f"/v1/deployments/{name}/verdict")["checks"]}
+
+
+def test_the_drifted_canary_shows_it_on_that_feature_only(running: Running) -> None:
+    check = _checks(running.url, "drifted")["feature_drift"]
+    assert check["status"] == "warn" and not check["blocking"], check["detail"]
+    assert "text_len" in check["detail"]
+    assert "n_pages" not in check["detail"] and "lang" not in check["detail"] and "scores." not in check["detail"]
+    figures = _get(running.url, "/v1/deployments/drifted/metrics")["features"]
+    assert figures["baseline"] == "live" and figures["layout"] == "learned"
+    by_feature = {f["feature"]: f["value"] for f in figures["drift"] if f["test"] == "wasserstein_vs_live"}
+    # 2,000 characters against live's spread of about 2,400: a normed distance near 0.8
+    assert by_feature["text_len"] > 0.5
+    assert all(value < 0.1 for feature, value in by_feature.items() if feature != "text_len"), by_feature
+    js = {f["feature"]: f["value"] for f in figures["drift"] if f["test"] == "js_vs_live"}
+    assert js["lang"] < 0.1
+    # the out-of-range check sees the moved values beyond live's range
+    assert figures["quality"]["canary"]["text_len"]["out_of_range_share"] > 0.05
+
+
+def test_prometheus_exposes_the_drift_under_the_contract_labels(running: Running) -> None:
+    text = httpx.get(f"{running.url}/metrics", timeout=10).text
+    lines = [line for line in text.splitlines() if line.startswith("driftgate_feature_drift{")]
+    drifted = [line for line in lines if 'deployment="drifted"' in line and 'feature="text_len"' in line
+               and 'test="wasserstein_vs_live"' in line]
+    assert len(drifted) == 1 and 'role="canary"' in drifted[0]
+    assert float(drifted[0].rsplit(" ", 1)[1]) > 0.5
+
+
+def test_a_canary_fed_the_same_inputs_shows_no_drift(running: Running) -> None:
+    checks = _checks(running.url, "same")
+    assert checks["feature_drift"]["status"] == "pass", checks["feature_drift"]["detail"]
+    for name in ("missing_values", "type_changes", "unseen_categories", "out_of_range"):
+        assert checks[name]["status"] == "pass", checks[name]
+
+
