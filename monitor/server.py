@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,6 @@ import uvicorn
 
 from monitor.api import create_app
 from monitor.config import Settings
-from monitor.elasticsearch_sink import ElasticsearchSink, SinkCollector, open_sink
 from monitor.kafka_sink import KafkaSink
 from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
@@ -73,6 +73,9 @@ def build_sidecar(settings: Settings) -> Sidecar:
         sidecar.listeners.append(dispatcher)
         sidecar.delivery_counts = dispatcher.counts
     if settings.elasticsearch is not None:
+        # Imported only when configured: the client brings pyarrow along when it is installed (60 MB).
+        from monitor.elasticsearch_sink import SinkCollector, open_sink
+
         sink = open_sink(settings)
         sidecar.listeners.append(sink)
         sidecar.case_listeners.append(sink.add_cases)
@@ -91,6 +94,10 @@ def stop_webhooks(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
 
 def stop_elasticsearch(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
     """Send the sidecar's last Elasticsearch documents (after it stopped); what is left waits on disk."""
+    if "monitor.elasticsearch_sink" not in sys.modules:
+        return  # no sink was ever configured
+    from monitor.elasticsearch_sink import ElasticsearchSink
+
     for listener in sidecar.listeners:
         if isinstance(listener, ElasticsearchSink):
             listener.stop(timeout_s)
