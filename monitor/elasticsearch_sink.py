@@ -19,7 +19,9 @@ A failed bulk request (Elasticsearch away, 429, 5xx) leaves the documents in the
 and waits before the next attempt: ``backoff_s``, doubled per failure up to
 ``max_backoff_s``, with full jitter. A document Elasticsearch refuses for itself (a 4xx
 other than 429: a mapping conflict) would be refused again, so it is counted as
-``rejected``, logged and taken out. Document ids are deterministic
+``rejected``, logged and taken out. A bulk request refused as too large (413, from the
+cluster's or a proxy's body limit) is sent again in halves, down to one document, which
+is then rejected the same way; the batch grows back after each success. Document ids are deterministic
 (:mod:`monitor.elasticsearch_documents`), and documents are written with the ``index``
 operation, so whatever is sent twice is there once.
 
@@ -114,6 +116,7 @@ class ElasticsearchSink:
         self.references = dict(references or {})
         self._client = client
         self._rng = rng or random.Random()
+        self._batch_limit = settings.batch_size  # halved after a 413, doubled back after a success
         self._handoff: queue.Queue[Item] = queue.Queue(settings.handoff_size)
         self._counts: dict[tuple[str, str, str], int] = {
             (deployment, kind, outcome): 0 for deployment in deployments for kind in KINDS for outcome in OUTCOMES
@@ -309,7 +312,7 @@ class ElasticsearchSink:
         if not self._templates_installed and not self._install_templates(client):
             return
         while time.monotonic() < self._deadline:
-            batch = self.spool.peek(self.settings.batch_size)
+            batch = self.spool.peek(self._batch_limit)
             if not batch or not self._bulk(client, batch):
                 return
 
@@ -332,9 +335,15 @@ class ElasticsearchSink:
             operations.append(document.body)
         try:
             response = client.bulk(operations=operations)
-        except (TransportError, ApiError) as error:
+        except ApiError as error:
+            if error.status_code == 413:
+                return self._too_large(batch)
             self._failed("bulk request failed", error)
             return False
+        except TransportError as error:
+            self._failed("bulk request failed", error)
+            return False
+        self._batch_limit = min(self.settings.batch_size, self._batch_limit * 2)
         done, retry = self._settle(batch, response.body.get("items", []))
         self.spool.remove(done)
         if retry:
@@ -343,6 +352,21 @@ class ElasticsearchSink:
         if self._failures:
             log.info("Elasticsearch reachable again", extra={"failures": self._failures, "waiting": len(self.spool)})
         self._failures, self._retry_at = 0, 0.0
+        return True
+
+    def _too_large(self, batch: list[Spooled]) -> bool:
+        """A 413: send half as many next; a single document that is too large is refused for good."""
+        if len(batch) > 1:
+            self._batch_limit = max(1, len(batch) // 2)
+            log.info("bulk request too large for Elasticsearch: sending smaller ones",
+                     extra={"documents": len(batch), "next": self._batch_limit})
+            return True
+        document = batch[0].document
+        self._count(document.deployment, document.kind, "rejected")
+        log.error("Elasticsearch refused a document as too large",
+                  extra={"deployment": document.deployment, "kind": document.kind, "index": document.index,
+                         "id": document.doc_id, "status": 413})
+        self.spool.remove(batch)
         return True
 
     def _settle(self, batch: list[Spooled], items: list[dict[str, Any]]) -> tuple[list[Spooled], int]:

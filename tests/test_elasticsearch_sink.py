@@ -14,12 +14,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +331,71 @@ def test_a_document_elasticsearch_refuses_is_counted_and_does_not_block_the_rest
     counts = sink.counts()
     assert counts[(DEPLOYMENT, "verdict", "rejected")] == 2
     assert counts[(DEPLOYMENT, "window", "indexed")] == 2 * 2 * 3
+
+
+class _BodyLimitProxy(ThreadingHTTPServer):
+    """A reverse proxy on loopback with a request body limit, in front of the real server, as
+    an nginx (client_max_body_size) or a cluster's http.max_content_length would be: 413 above it."""
+
+    def __init__(self, upstream: str, limit: int) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if len(body) > proxy.limit:
+                    proxy.refused += 1
+                    self.send_response(413)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = httpx.request(self.command, upstream + self.path, content=body, headers=headers)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_HEAD = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.limit, self.refused = limit, 0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def test_a_bulk_request_over_a_body_limit_is_sent_in_halves_and_a_too_large_document_refused(
+    elasticsearch_server: EmbeddedElasticsearch, tmp_path: Path
+) -> None:
+    proxy = _BodyLimitProxy(elasticsearch_server.url, limit=20_000)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        prefix = f"t-{uuid.uuid4().hex[:10]}"
+        sink = ElasticsearchSink(_settings_for(proxy.url, prefix, batch_size=500),
+                                 DocumentSpool(tmp_path / "s", 10_000), [DEPLOYMENT])
+        sink.start()
+        sink.on_batch(_states(30))  # 180 window documents: one bulk request is far over 20 kB
+        verdicts = _verdicts(3)
+        verdicts[1].reasons.append("x" * 30_000)  # this one alone is over the limit
+        for verdict in verdicts:
+            sink.notify(verdict)
+        assert sink.flush(60)
+        sink.stop(5)
+    finally:
+        proxy.shutdown()
+    counts = sink.counts()
+    assert proxy.refused >= 2  # the full batch, then the lone document
+    assert counts[(DEPLOYMENT, "window", "indexed")] >= 180
+    assert (counts[(DEPLOYMENT, "verdict", "indexed")], counts[(DEPLOYMENT, "verdict", "rejected")]) == (2, 1)
+    client = Elasticsearch(elasticsearch_server.url)
+    client.indices.refresh(index=f"{prefix}-*")
+    assert client.count(index=f"{prefix}-windows-*")["count"] == 180
+    assert client.count(index=f"{prefix}-verdicts-*")["count"] == 2
 
 
 def test_new_indices_get_the_templates_mappings_and_lifecycle_policy(
