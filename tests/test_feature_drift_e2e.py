@@ -9,10 +9,6 @@ checks, the metrics snapshot and the Prometheus exposition; the other shows noth
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,8 +18,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Producer
+from sidecar_process import get_json, sidecar_process, wait_all_read
 
 from monitor.kafka_topics import ensure_topics
 from monitor.server import free_port
@@ -38,24 +34,6 @@ SHIFTS = {"drifted": {"text_len": 2000.0}, "same": {}}
 @dataclass
 class Running:
     url: str
-
-
-def _get(url: str, path: str) -> Any:
-    response = httpx.get(f"{url}{path}", timeout=10)
-    response.raise_for_status()
-    return response.json()
-
-
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the sidecar at {url} did not come up")
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +55,8 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "verdict_interval_s": 0.2,
         "deployments": [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in SHIFTS],
     }
-    path = directory / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (directory / "sidecar.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-        env={k: v for k, v in os.environ.items() if k != "DRIFTGATE_API_TOKEN"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url)
+    with sidecar_process(config, directory) as sidecar:
+        url = sidecar.url
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
         produced: dict[str, Counter[str]] = {}
         for name, shift in SHIFTS.items():
@@ -97,24 +67,12 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                 counts[event.role] += 1
             produced[name] = counts
         assert producer.flush(30) == 0
-        deadline = time.monotonic() + 90
-        for name, counts in produced.items():
-            while _get(url, f"/v1/deployments/{name}/metrics")["events"] != dict(counts):
-                assert time.monotonic() < deadline, f"the sidecar did not read every event of {name}"
-                time.sleep(0.3)
+        wait_all_read(url, produced)
         yield Running(url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
 
 
 def _checks(url: str, name: str) -> dict[str, dict[str, Any]]:
-    return {check["name"]: check for check in _get(url, f"/v1/deployments/{name}/verdict")["checks"]}
+    return {check["name"]: check for check in get_json(url, f"/v1/deployments/{name}/verdict")["checks"]}
 
 
 def test_the_drifted_canary_shows_it_on_that_feature_only(running: Running) -> None:
@@ -122,7 +80,7 @@ def test_the_drifted_canary_shows_it_on_that_feature_only(running: Running) -> N
     assert check["status"] == "warn" and not check["blocking"], check["detail"]
     assert "text_len" in check["detail"]
     assert "n_pages" not in check["detail"] and "lang" not in check["detail"] and "scores." not in check["detail"]
-    figures = _get(running.url, "/v1/deployments/drifted/metrics")["features"]
+    figures = get_json(running.url, "/v1/deployments/drifted/metrics")["features"]
     assert figures["baseline"] == "live" and figures["layout"] == "learned"
     by_feature = {f["feature"]: f["value"] for f in figures["drift"] if f["test"] == "wasserstein_vs_live"}
     # 2,000 characters against live's spread of about 2,400: a normed distance near 0.8

@@ -15,10 +15,7 @@ Users label 60% of requests a few seconds after they were answered.
 from __future__ import annotations
 
 import heapq
-import os
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -26,11 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Producer
+from sidecar_process import get_json, sidecar_process, wait_all_read
 
 from monitor.kafka_topics import ensure_topics
 from monitor.server import free_port
@@ -132,24 +128,6 @@ class Running:
     url: str
 
 
-def _get(url: str, path: str) -> Any:
-    response = httpx.get(f"{url}{path}", timeout=5)
-    response.raise_for_status()
-    return response.json()
-
-
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the sidecar at {url} did not come up")
-
-
 @pytest.fixture(scope="module")
 def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     suffix = uuid.uuid4().hex[:8]
@@ -169,16 +147,8 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "verdict_interval_s": 0.2,
         "deployments": [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in topics],
     }
-    path = directory / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (directory / "sidecar.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-        env={k: v for k, v in os.environ.items() if k != "DRIFTGATE_API_TOKEN"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url)
+    with sidecar_process(config, directory) as sidecar:
+        url = sidecar.url
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
         produced: dict[str, Counter[str]] = {}
         for name, build, seed in (("worse", worse_canary, 1), ("better", better_canary, 2)):
@@ -189,27 +159,15 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                 counts[role] += 1
             produced[name] = counts
         assert producer.flush(30) == 0
-        deadline = time.monotonic() + 90
-        for name, counts in produced.items():
-            while _get(url, f"/v1/deployments/{name}/metrics")["events"] != dict(counts):
-                assert time.monotonic() < deadline, f"the sidecar did not read every event of {name}"
-                time.sleep(0.3)
+        wait_all_read(url, produced)
         yield Running(url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
 
 
 def _settled_verdict(url: str, name: str, expected: str, timeout_s: float = 10) -> dict[str, Any]:
     """The verdict once it is ``expected`` (or the last one seen when the time is up)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        verdict: dict[str, Any] = _get(url, f"/v1/deployments/{name}/verdict")
+        verdict: dict[str, Any] = get_json(url, f"/v1/deployments/{name}/verdict")
         if verdict["verdict"] == expected or time.monotonic() > deadline:
             return verdict
         time.sleep(0.2)
@@ -227,7 +185,7 @@ def test_less_accurate_canary_with_the_same_class_mix_is_no_go(running: Running)
     assert checks["collapse"]["status"] == "pass"
     assert any("less accurate" in reason for reason in verdict["reasons"]), verdict["reasons"]
     assert verdict["samples"]["feedback"] >= REQUESTS * FEEDBACK_SHARE * 0.9
-    snapshot = _get(running.url, "/v1/deployments/worse/metrics")
+    snapshot = get_json(running.url, "/v1/deployments/worse/metrics")
     live, canary = snapshot["comparison"]["live"], snapshot["comparison"]["canary"]
     assert live == canary  # the same class counts
     feedback = snapshot["comparison"]["feedback"]
@@ -246,5 +204,5 @@ def test_more_accurate_canary_that_disagrees_more_is_go(running: Running) -> Non
     assert checks["disagreement"]["status"] == "warn"
     assert checks["disagreement"]["value"] == pytest.approx(0.25, abs=0.01)
     assert any("disagree" in reason for reason in verdict["reasons"]), verdict["reasons"]
-    feedback = _get(running.url, "/v1/deployments/better/metrics")["comparison"]["feedback"]
+    feedback = get_json(running.url, "/v1/deployments/better/metrics")["comparison"]["feedback"]
     assert feedback["canary"]["accuracy"]["estimate"] > feedback["live"]["accuracy"]["estimate"]

@@ -24,6 +24,7 @@ import orjson
 import pytest
 import yaml
 from confluent_kafka import Producer
+from sidecar_process import sidecar_process
 
 from monitor.server import free_port
 from monitor.simulator import TrafficSimulator
@@ -54,19 +55,6 @@ def _produce(bootstrap: str, topics: dict[str, dict[str, str]]) -> None:
     assert producer.flush(30) == 0
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the sidecar exited"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the sidecar at {url} did not come up")
-
-
 @pytest.fixture(scope="module")
 def sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSidecar]:
     suffix = uuid.uuid4().hex[:8]
@@ -82,26 +70,9 @@ def sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         "verdict_interval_s": 0.2,
         "deployments": [{"name": name, "topics": topics[name], "classes": CLASSES} for name in SCENARIOS],
     }
-    path = tmp_path_factory.mktemp("gate-e2e") / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (path.parent / "sidecar.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(path)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DRIFTGATE_API_TOKEN": TOKEN},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
+    with sidecar_process(config, tmp_path_factory.mktemp("gate-e2e"), TOKEN) as process:
         _produce(broker.bootstrap, topics)
-        yield RunningSidecar(url, process)
-    finally:
-        process.terminate()
-        try:
-            assert process.wait(30) == 0, "the sidecar did not exit 0 on SIGTERM"
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
+        yield RunningSidecar(process.url, process.process)
 
 
 def gate(url: str, deployment: str, wait: str) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,7 @@ once per Kafka client.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
+from sidecar_process import sidecar_process
 
 from monitor.server import free_port
 from monitor.simulator import TrafficSimulator
@@ -80,18 +78,6 @@ def _produce(bootstrap: str, topics: dict[str, dict[str, str]]) -> int:
     return produced
 
 
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the sidecar at {url} did not come up")
-
-
 @pytest.fixture(scope="module", params=["confluent", "kafka-python"])
 def sidecar(request: pytest.FixtureRequest, broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     RunningSidecar
@@ -112,26 +98,9 @@ def sidecar(request: pytest.FixtureRequest, broker: Any, tmp_path_factory: pytes
             {"name": name, "topics": topics[name], "classes": ["invoice", "contract", "other"]} for name in SCENARIOS
         ],
     }
-    path = tmp_path_factory.mktemp(f"e2e-{client}") / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (path.parent / "sidecar.log").open("wb")
-    env = {**os.environ, "DRIFTGATE_API_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url)
+    with sidecar_process(config, tmp_path_factory.mktemp(f"e2e-{client}"), TOKEN) as process:
         produced = _produce(broker.bootstrap, topics)
-        yield RunningSidecar(url, topics, f"dead.{suffix}", f"verdicts.{suffix}", produced, process)
-    finally:
-        process.terminate()
-        try:
-            assert process.wait(30) == 0, "the sidecar did not exit 0 on SIGTERM"
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
+        yield RunningSidecar(process.url, topics, f"dead.{suffix}", f"verdicts.{suffix}", produced, process.process)
 
 
 def _get(sidecar: RunningSidecar, path: str) -> Any:

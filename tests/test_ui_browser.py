@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
+from sidecar_process import get_json, sidecar_process
 
 from monitor.kafka_topics import ensure_topics
 from monitor.server import free_port
@@ -79,22 +77,8 @@ class RunningSidecar:
     user_feedback: set[str] = field(default_factory=set)
 
 
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the sidecar at {url} did not come up")
-
-
 def _get(url: str, path: str) -> Any:
-    response = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-    response.raise_for_status()
-    return response.json()
+    return get_json(url, path, TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +105,8 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             "name": "idle", "topics": {role: f"ui.idle.{role}.{suffix}" for role in topics},
         }],
     }
-    path = directory / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (directory / "sidecar.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "DRIFTGATE_API_TOKEN": TOKEN},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url)
+    with sidecar_process(config, directory, TOKEN) as process:
+        url = process.url
         simulator = TrafficSimulator("good", deployment=DEPLOYMENT, seed=11)
         sidecar = RunningSidecar(url, topics, simulator)
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
@@ -146,15 +122,7 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             assert time.monotonic() < deadline, "the sidecar did not read every produced event"
             time.sleep(0.3)
         yield sidecar
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
-        assert TOKEN not in (directory / "sidecar.log").read_text(errors="replace")
+    assert TOKEN not in (directory / "sidecar.log").read_text(errors="replace")
 
 
 def _find_label(bootstrap: str, topic: str, request_id: str, timeout_s: float = 30) -> dict[str, Any]:

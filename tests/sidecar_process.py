@@ -1,0 +1,83 @@
+"""`driftgate run` as a process for the end-to-end tests: started on a config, healthy, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+TOKEN_ENV = "DRIFTGATE_API_TOKEN"
+
+
+@dataclass
+class SidecarProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextmanager
+def sidecar_process(config: dict[str, Any], directory: Path, token: str | None = None) -> Iterator[SidecarProcess]:
+    """A sidecar on ``config`` (written to ``directory``), answering /healthz; on leaving, it must exit 0 on SIGTERM."""
+    path = directory / "driftgate.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    if token is not None:
+        env[TOKEN_ENV] = token
+    log_path = directory / "sidecar.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+        )
+        url = f"http://127.0.0.1:{config['api']['port']}"
+        try:
+            wait_healthy(url, process)
+            yield SidecarProcess(url, process, log_path)
+        finally:
+            process.terminate()
+            try:
+                assert process.wait(30) == 0, "the sidecar did not exit 0 on SIGTERM"
+            finally:
+                if process.poll() is None:
+                    process.kill()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the sidecar exited"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the sidecar at {url} did not come up")
+
+
+def get_json(url: str, path: str, token: str | None = None, timeout_s: float = 10) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(f"{url}{path}", headers=headers, timeout=timeout_s)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_all_read(
+    url: str, produced: Mapping[str, Mapping[str, int]], token: str | None = None, timeout_s: float = 90
+) -> None:
+    """Wait until each deployment's event counts by role are what was produced."""
+    deadline = time.monotonic() + timeout_s
+    for name, counts in produced.items():
+        while get_json(url, f"/v1/deployments/{name}/metrics", token)["events"] != dict(counts):
+            assert time.monotonic() < deadline, f"the sidecar did not read every event of {name}"
+            time.sleep(0.3)
