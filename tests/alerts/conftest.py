@@ -12,12 +12,9 @@ rules' ``for`` durations are cut to seconds, and the receivers' URLs point at lo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import yaml
 from confluent_kafka import Producer
+from sidecar_process import sidecar_process
 
 from monitor.prometheus_server import (
     ALERTMANAGER_BINARIES,
@@ -146,37 +143,9 @@ def monitored_sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> 
             for name in SCENARIOS
         ],
     }
-    directory = tmp_path_factory.mktemp("prom-sidecar")
-    path = directory / "driftgate.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (directory / "sidecar.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(path)],
-                               stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{url}/healthz")
+    with sidecar_process(config, tmp_path_factory.mktemp("prom-sidecar")) as process:
         _produce(broker.bootstrap, topics)
-        yield MonitoredSidecar(url, f"127.0.0.1:{port}", process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-            log.close()
-
-
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer 200 within {timeout_s} s")
+        yield MonitoredSidecar(process.url, f"127.0.0.1:{port}", process.process)
 
 
 def rules_for_tests(directory: Path) -> list[Path]:
