@@ -24,6 +24,9 @@ RUN groupadd --gid 10001 driftgate \
 # The wheels are mounted for the install, not copied: they never become a layer of the image.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels driftgate
+# The shipped dashboards and alert rules, for `driftgate dashboards push` from the image.
+COPY dashboards /usr/share/driftgate/dashboards
+COPY alerts /usr/share/driftgate/alerts
 # state.dir's default (./.driftgate) is relative: run where the driftgate user may write.
 WORKDIR /var/lib/driftgate
 USER 10001:10001

@@ -20,7 +20,8 @@ import httpx
 
 from monitor.errors import DriftgateError
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
+# Beside the package in a source checkout; in the container image, where its Dockerfile puts them.
+SHIPPED_DIRS = (Path(__file__).resolve().parent.parent / "dashboards", Path("/usr/share/driftgate/dashboards"))
 TIMEOUT_S = 10.0
 # Kibana refuses state-changing API calls without this header (cross-site request forgery guard).
 KIBANA_XSRF = {"kbn-xsrf": "true"}
@@ -76,11 +77,19 @@ def grafana_payload(model: dict[str, Any], folder_uid: str | None) -> dict[str, 
     return payload
 
 
+def shipped_dir(kind: str, candidates: tuple[Path, ...] = SHIPPED_DIRS) -> Path:
+    """Where the shipped dashboards of ``kind`` (grafana, kibana) are: the first place that has them."""
+    for base in candidates:
+        if (base / kind).is_dir():
+            return base / kind
+    return candidates[0] / kind  # dashboard_files then says it found nothing there
+
+
 def push_grafana(url: str, token: str, folder: str | None = None, directory: Path | None = None) -> PushResult:
     """Import every dashboard of ``directory`` (default ``dashboards/grafana``) into Grafana at ``url``."""
     from grafana_client.api import GrafanaApi
 
-    files = dashboard_files(directory or DASHBOARDS_DIR / "grafana", ".json")
+    files = dashboard_files(directory or shipped_dir("grafana"), ".json")
     models = [(path, load_grafana_dashboard(path)) for path in files]
     api = GrafanaApi.from_url(url, credential=token, timeout=TIMEOUT_S)
     result = PushResult(url)
@@ -131,7 +140,7 @@ def push_kibana(
     url: str, space: str | None = None, api_key: str | None = None, directory: Path | None = None
 ) -> PushResult:
     """Import every saved-objects file of ``directory`` (default ``dashboards/kibana``) into Kibana."""
-    files = dashboard_files(directory or DASHBOARDS_DIR / "kibana", ".ndjson")
+    files = dashboard_files(directory or shipped_dir("kibana"), ".ndjson")
     headers = dict(KIBANA_XSRF)
     if api_key:
         headers["Authorization"] = f"ApiKey {api_key}"

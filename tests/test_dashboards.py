@@ -24,12 +24,13 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.dashboards import DASHBOARDS_DIR, grafana_payload, kibana_import_url
+from monitor.dashboards import SHIPPED_DIRS, grafana_payload, kibana_import_url, shipped_dir
 from monitor.server import free_port
 
 pytestmark = pytest.mark.integration  # talks HTTP to a server on loopback
 
 runner = CliRunner()
+DASHBOARDS_DIR = SHIPPED_DIRS[0]
 DASHBOARD = DASHBOARDS_DIR / "grafana" / "driftgate.json"
 NDJSON = (
     b'{"type":"index-pattern","id":"driftgate-windows","attributes":{"title":"driftgate-windows*"}}\n'
@@ -128,6 +129,14 @@ def test_grafana_payload_overwrites_by_uid_and_drops_the_numeric_id() -> None:
     assert payload["dashboard"]["id"] is None and payload["dashboard"]["uid"] == "driftgate"
     assert payload["overwrite"] is True and payload["folderUid"] == "f1"
     assert "folderUid" not in grafana_payload({"title": "t", "panels": []}, None)
+
+
+def test_the_shipped_dashboards_are_found_in_a_checkout_or_where_the_image_puts_them(tmp_path: Path) -> None:
+    image = tmp_path / "usr-share"
+    (image / "kibana").mkdir(parents=True)
+    assert shipped_dir("grafana") == DASHBOARDS_DIR / "grafana"
+    assert shipped_dir("kibana", (tmp_path / "no-checkout", image)) == image / "kibana"
+    assert shipped_dir("grafana", (tmp_path / "no-checkout", image)) == tmp_path / "no-checkout" / "grafana"
 
 
 def test_kibana_import_url_honours_the_space() -> None:
