@@ -305,12 +305,13 @@ class _Target:
             if not result.retryable or number == attempts or not self._pause(self._delay(number, result)):
                 break
             self._owner.count(delivery.deployment, self.host, "retries")
-        self._owner.count(delivery.deployment, self.host, "failed")
         log.warning(
             "webhook delivery failed",
             extra={"url_host": self.host, "deployment": delivery.deployment, "attempts": number,
                    "status": result.status, "error": result.error},
         )
+        # Counted once logged: whoever sees the count can find the log line.
+        self._owner.count(delivery.deployment, self.host, "failed")
 
     def _post(self, client: httpx.Client, body: bytes, headers: dict[str, str]) -> Attempt:
         try:
