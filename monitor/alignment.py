@@ -67,14 +67,14 @@ class EventTimeAlignment:
         with any held ones whose turn has come, at most ``max_records`` beyond the batch's own
         size; the rest are kept for a later call. ``now`` is a monotonic clock, for the grace of
         partitions not heard from yet."""
+        if not self.enabled:
+            return records  # nothing to keep track of
         last = {(record.topic, record.partition): record for record in records}
         for key, record in last.items():
             self.fetched[key] = record.offset + 1
             self.starting.pop(key, None)
             if record.timestamp is not None:
                 self.heads[key] = record.timestamp
-        if not self.enabled:
-            return records
         cap = max(len(records), max_records or 0) if max_records is not None else None
         if self._still_starting(now):
             return self._release(records, None, float("-inf"), cap)
@@ -158,14 +158,6 @@ class EventTimeAlignment:
         """Record that the client paused and resumed these partitions."""
         self.paused.update(paused)
         self.paused.difference_update(resumed)
-
-    def lags(self) -> dict[PartitionKey, int]:
-        """Records of each partition not processed yet (left to fetch, or held here): the consumer lag."""
-        return {
-            key: max(0, end - self.fetched[key]) + len(self.held.get(key, ()))
-            for key, end in self.ends.items()
-            if key in self.fetched
-        }
 
     def forget(self, keys: list[PartitionKey]) -> None:
         """Drop what is known and held of partitions no longer read here, or read from elsewhere

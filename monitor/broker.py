@@ -10,9 +10,7 @@ import tempfile
 from pathlib import Path
 
 from monitor.errors import DriftgateError
-from monitor.loopback import HOST, LoopbackProcess, accepts_connections, free_port
-
-__all__ = ["HOST", "EmbeddedBroker", "free_port"]
+from monitor.loopback import HOST, LoopbackProcess, accepts_connections
 
 
 class EmbeddedBroker(LoopbackProcess):

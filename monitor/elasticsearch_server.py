@@ -51,7 +51,6 @@ class EmbeddedElasticsearch(LoopbackProcess):
         return self.data_dir / "server.log"
 
     def command(self) -> list[str]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         return [_resolve_binary(), "start", "--only", "elasticsearch", "--host", HOST,
                 "--elasticsearch-port", str(self._port), "--data-dir", str(self.data_dir)]
 

@@ -600,10 +600,10 @@ class KafkaPythonSource(_Assignment):
             return
         for key in [key for key in self._pending_seeks if key in self._assigned]:
             self._consumer.seek(kafka.TopicPartition(*key), self._pending_seeks.pop(key))
-            self._forget_and_resume(key)
+            self._restart_alignment(key)
 
-    def _forget_and_resume(self, key: PartitionKey) -> None:
-        """A partition read from elsewhere now: no longer paused, its old position void."""
+    def _restart_alignment(self, key: PartitionKey) -> None:
+        """A partition read from elsewhere now: no longer paused, its position unknown until it is read."""
         if key in self.alignment.paused:
             self._consumer.resume(kafka.TopicPartition(*key))
         self.alignment.started([key], time.monotonic())

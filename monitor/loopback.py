@@ -29,10 +29,10 @@ HOST = "127.0.0.1"
 LOG_TAIL_BYTES = 2000
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+def free_port(host: str = HOST) -> int:
+    """Return a TCP port on ``host`` that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
@@ -81,7 +81,8 @@ class LoopbackProcess:
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        """The command line (anything it reads written first); the port is chosen by then."""
+        """The command line (anything it reads written first); the port is chosen and the log's
+        directory made by then."""
         raise NotImplementedError
 
     def answers(self) -> bool:
@@ -94,8 +95,8 @@ class LoopbackProcess:
         if self.running:
             return self
         self._port = self._port or free_port()
-        command = self.command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = self.command()
         with self.log_path.open("ab") as output:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,

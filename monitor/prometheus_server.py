@@ -62,14 +62,6 @@ class LoopbackServer(LoopbackProcess):
     def log_path(self) -> Path:
         return self.directory / f"{self.name}.log"
 
-    def command(self) -> list[str]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.server_command()
-
-    def server_command(self) -> list[str]:
-        """The command line of the server (its config written first)."""
-        raise NotImplementedError
-
     def answers(self) -> bool:
         try:
             return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
@@ -112,7 +104,7 @@ class PrometheusServer(LoopbackServer):
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         return config
 
-    def server_command(self) -> list[str]:
+    def command(self) -> list[str]:
         config_path = self.directory / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         return [
@@ -158,7 +150,7 @@ class AlertmanagerServer(LoopbackServer):
         self._port = self._port or free_port()
         return self
 
-    def server_command(self) -> list[str]:
+    def command(self) -> list[str]:
         config_path = self.directory / "alertmanager.yml"
         config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         return [

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from monitor.config import Settings
 from monitor.kafka_sink import KafkaSink
 from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
+from monitor.loopback import free_port
 from monitor.service import Sidecar, Source
 from monitor.webhooks import WebhookDispatcher
 
@@ -159,13 +159,6 @@ def run(settings: Settings) -> None:
         stop_webhooks(sidecar)
         stop_elasticsearch(sidecar)
         log.info("stopped")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ApiThread:

@@ -91,14 +91,16 @@ def test_forgetting_a_partition_drops_what_it_held_and_its_pause() -> None:
     alignment.admit(_records(B, 0, [0.0]) + _records(A, 0, [10.0]), 0.0)
     alignment.applied(*alignment.decide())
     alignment.forget([A])
-    assert A not in alignment.held and A not in alignment.paused and A not in alignment.lags()
+    assert A not in alignment.held and A not in alignment.paused and A not in alignment.fetched
 
 
-def test_lag_counts_records_left_to_fetch_and_records_held() -> None:
+def test_held_records_count_as_fetched_but_are_not_handed_on() -> None:
+    """So the positions processed (hence the lag and what is committed) still include them."""
     alignment = EventTimeAlignment(max_lead_s=1)
     alignment.ends.update({A: 10, B: 10})
-    alignment.admit(_records(B, 0, [0.0]) + _records(A, 0, [5.0, 6.0]), 0.0)
-    assert alignment.lags() == {A: 8 + 2, B: 9}
+    out = alignment.admit(_records(B, 0, [0.0]) + _records(A, 0, [5.0, 6.0]), 0.0)
+    assert [(r.topic, r.offset) for r in out] == [("canary", 0)]
+    assert alignment.fetched == {A: 2, B: 1} and [r.offset for r in alignment.held[A]] == [0, 1]
 
 
 def test_off_hands_every_record_on_at_once() -> None:
@@ -139,7 +141,7 @@ def test_every_record_passes_once_in_offset_order(
     out.extend(alignment.admit([], 0.0))
     assert [r.offset for r in out if r.topic == "live"] == list(range(len(a)))
     assert [r.offset for r in out if r.topic == "canary"] == list(range(len(b)))
-    assert alignment.held == {} and alignment.lags() == {A: 0, B: 0}
+    assert alignment.held == {} and alignment.fetched == {A: len(a), B: len(b)}
 
 
 def _cumulative(gaps: list[float]) -> list[float]:

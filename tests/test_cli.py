@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.server import free_port
+from monitor.loopback import free_port
 
 runner = CliRunner()
 

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.dashboards import SHIPPED_DIRS, grafana_payload, kibana_import_url, shipped_dir
-from monitor.server import free_port
+from monitor.loopback import free_port
 
 pytestmark = pytest.mark.integration  # talks HTTP to a server on loopback
 

@@ -38,7 +38,8 @@ from monitor.elasticsearch_server import EmbeddedElasticsearch
 from monitor.elasticsearch_sink import ElasticsearchSink
 from monitor.events import Prediction
 from monitor.kafka_topics import ensure_topics
-from monitor.server import ApiThread, build_sidecar, free_port, stop_elasticsearch
+from monitor.loopback import free_port
+from monitor.server import ApiThread, build_sidecar, stop_elasticsearch
 from monitor.service import Sidecar
 from monitor.simulator import CLASSES, TrafficSimulator
 from monitor.spool import DocumentSpool

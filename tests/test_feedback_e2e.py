@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from sidecar_process import get_json, sidecar_process, wait_all_read
 
 from monitor.kafka_topics import ensure_topics
-from monitor.server import free_port
+from monitor.loopback import free_port
 
 pytestmark = pytest.mark.integration
 

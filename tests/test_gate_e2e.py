@@ -26,7 +26,7 @@ import yaml
 from confluent_kafka import Producer
 from sidecar_process import sidecar_process
 
-from monitor.server import free_port
+from monitor.loopback import free_port
 from monitor.simulator import TrafficSimulator
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from monitor.broker import EmbeddedBroker, free_port
+from monitor.broker import EmbeddedBroker
 from monitor.config import KafkaSettings
 from monitor.kafka_sink import KafkaSink
 from monitor.kafka_topics import ensure_topics
+from monitor.loopback import free_port
 from monitor.records import DeadLetter, Record
 
 CLIENTS = ["confluent", "kafka-python"]

@@ -17,7 +17,7 @@ import kafka
 import pytest
 from confluent_kafka import Producer
 
-from monitor.broker import EmbeddedBroker, free_port
+from monitor.broker import EmbeddedBroker
 from monitor.config import KafkaSettings
 from monitor.errors import ConfigError
 from monitor.kafka_source import (
@@ -28,6 +28,7 @@ from monitor.kafka_source import (
     open_source,
 )
 from monitor.kafka_topics import ensure_topics
+from monitor.loopback import free_port
 from monitor.records import Record
 from monitor.state.join import RequestJoin
 

@@ -6,9 +6,10 @@ import logging
 
 import pytest
 
-from monitor.broker import EmbeddedBroker, free_port
+from monitor.broker import EmbeddedBroker
 from monitor.errors import DriftgateError
 from monitor.kafka_topics import LIBRDKAFKA_LOGGER, RateLimiter, ensure_topics, librdkafka_logger, topic_partitions
+from monitor.loopback import free_port
 
 
 @pytest.mark.integration

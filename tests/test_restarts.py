@@ -31,8 +31,8 @@ from monitor.broker import EmbeddedBroker
 from monitor.checkpoint import SqliteCheckpointStore, decode
 from monitor.config import Settings, parse_config
 from monitor.kafka_topics import ensure_topics
+from monitor.loopback import free_port
 from monitor.profile import build_profile, write_profile
-from monitor.server import free_port
 from monitor.simulator import TrafficSimulator
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sidecar_process import sidecar_process
 
-from monitor.server import free_port
+from monitor.loopback import free_port
 from monitor.simulator import TrafficSimulator
 
 pytestmark = pytest.mark.integration

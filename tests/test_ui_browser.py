@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from sidecar_process import get_json, sidecar_process
 
 from monitor.kafka_topics import ensure_topics
-from monitor.server import free_port
+from monitor.loopback import free_port
 from monitor.simulator import CLASSES, TrafficSimulator
 
 pytestmark = pytest.mark.integration

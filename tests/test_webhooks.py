@@ -31,7 +31,8 @@ from confluent_kafka import Producer
 from monitor.checks import CheckResult
 from monitor.config import WebhookSettings, parse_config
 from monitor.errors import ConfigError
-from monitor.server import build_sidecar, free_port, stop_webhooks
+from monitor.loopback import free_port
+from monitor.server import build_sidecar, stop_webhooks
 from monitor.simulator import TrafficSimulator
 from monitor.verdict import Verdict
 from monitor.webhooks import (

@@ -28,6 +28,7 @@ import yaml
 from confluent_kafka import Producer
 from sidecar_process import sidecar_process
 
+from monitor.loopback import free_port
 from monitor.prometheus_server import (
     ALERTMANAGER_BINARIES,
     ALERTS_DIR,
@@ -36,7 +37,6 @@ from monitor.prometheus_server import (
     PrometheusServer,
     load_alertmanager_config,
 )
-from monitor.server import free_port
 from monitor.simulator import CLASSES, TrafficSimulator
 
 # Enough requests for every figure the dashboard shows, feature drift included (its bins are
