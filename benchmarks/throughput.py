@@ -1,10 +1,13 @@
 """Ingest throughput: the sidecar's decode + validate + join + state update against a decode-only consumer.
 
 Pre-produces prediction events to a real Kafka-protocol broker (the embedded one unless
---bootstrap is given), then reads the same topics twice in this process:
+--bootstrap is given), then reads the same topics twice:
 
 1. the baseline: a bare confluent-kafka consumer that only parses each message's JSON;
 2. driftgate: the configured source's poll plus the full ingest path into the state.
+
+The baseline runs in a child process, so this process's peak resident memory is the
+sidecar's alone.
 
 100,000 of the live requests never get a canary answer, so the join holds 100,000 open
 requests while the rest stream through. The last line is one JSON object (CONTRACT §7).
@@ -78,9 +81,16 @@ def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
     return elapsed
 
 
+def decode_only_elsewhere(bootstrap: str, topics: list[str], total: int) -> float:
+    """decode_only in a process of its own: what its consumer leaves in memory is not counted
+    in this process's peak, which is the sidecar's."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(decode_only, (bootstrap, topics, total)))
+
+
 def sidecar_ingest(
     bootstrap: str, client: str, live: str, canary: str, total: int, max_open: int = 100_000,
-    max_lead_s: float = 10.0,
+    max_lead_s: float = 10.0, drift_sample_every: int = 8,
 ) -> tuple[float, dict[str, int]]:
     """Seconds the sidecar's source + ingest takes for every message, and figures of the state it filled."""
     settings = parse_config({
@@ -88,7 +98,8 @@ def sidecar_ingest(
                   "partition_assignment": "static", "group_id": f"bench-{uuid.uuid4()}",
                   "max_lead_s": max_lead_s},
         "deployments": [{"name": "bench", "topics": {"live": live, "canary": canary, "feedback": f"{live}.fb"},
-                         "join": {"max_open_requests": max_open, "ttl_s": 1e9}}],
+                         "join": {"max_open_requests": max_open, "ttl_s": 1e9},
+                         "drift": {"sample_every": drift_sample_every}}],
     }, {})
     ingest = Ingest(settings)
     source = open_source(settings.kafka, [live, canary, f"{live}.fb"])
@@ -112,13 +123,14 @@ def reset_peak_rss() -> None:
         refs.write("5")
 
 
-def peak_rss_mb() -> float:
-    """The high-water mark of resident memory since the last reset, in MB."""
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmHWM: the peak since the last
+    reset; VmRSS: now), in MB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def main() -> None:
@@ -129,9 +141,13 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker instead of the embedded one")
     parser.add_argument("--max-open", type=int, default=100_000, help="join.max_open_requests of the sidecar")
     parser.add_argument("--max-lead", type=float, default=10.0, help="kafka.max_lead_s of the sidecar (0: off)")
+    parser.add_argument("--drift-sample-every", type=int, default=8,
+                        help="drift.sample_every of the sidecar (1: bin every prediction's features)")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     args = parser.parse_args()
+    # The interpreter with the sidecar's libraries, before any event: what no state costs.
+    start_mb = status_mb("VmRSS")
 
     if not args.default_gc:
         tune_garbage_collection()  # as `driftgate run` does, for both consumers alike
@@ -156,14 +172,15 @@ def main() -> None:
         baseline_runs, ingest_runs, ingest_peaks = [], [], []
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}: decode-only consumer ...", file=sys.stderr)
-            baseline_runs.append(decode_only(bootstrap, [live, canary], args.events))
+            baseline_runs.append(decode_only_elsewhere(bootstrap, [live, canary], args.events))
             print(f"round {round_no}: driftgate ingest ...", file=sys.stderr)
             # The sidecar's own peak: the baseline consumer's buffers are not the sidecar's.
             reset_peak_rss()
             ingest_runs.append(sidecar_ingest(
-                bootstrap, args.client, live, canary, args.events, args.max_open, args.max_lead
+                bootstrap, args.client, live, canary, args.events, args.max_open, args.max_lead,
+                args.drift_sample_every,
             ))
-            ingest_peaks.append(peak_rss_mb())
+            ingest_peaks.append(status_mb("VmHWM"))
         baseline_s = min(baseline_runs)
         ingest_s, state_figures = min(ingest_runs, key=lambda run: run[0])
     finally:
@@ -176,11 +193,13 @@ def main() -> None:
         "gc": "default" if args.default_gc else "tuned",
         "max_open_requests": args.max_open,
         "max_lead_s": args.max_lead,
+        "drift_sample_every": args.drift_sample_every,
         "client": args.client,
         "events_per_s": round(args.events / ingest_s),
         "decode_only_events_per_s": round(args.events / baseline_s),
         "ratio_vs_decode_only": round(baseline_s / ingest_s, 3),
         "peak_rss_mb": round(peak_mb, 1),
+        "rss_at_start_mb": round(start_mb, 1),
         **state_figures,
     }
     print(f"driftgate ingest {figures['events_per_s']:,} events/s, decode-only "

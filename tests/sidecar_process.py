@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,45 @@ from typing import Any
 import httpx
 import yaml
 
+from monitor.kafka_topics import ensure_topics
+from monitor.loopback import free_port
+
 TOKEN_ENV = "DRIFTGATE_API_TOKEN"
+ROLES = ("live", "canary", "feedback")
+
+
+@dataclass
+class RunTopics:
+    """A run's own topics, created on the broker: ``<prefix>.<deployment>.<role>.<random>`` and outputs."""
+
+    inputs: dict[str, dict[str, str]]  # deployment -> role -> topic
+    outputs: dict[str, str]  # the kafka section's deadletter_topic, verdicts_topic, spotcheck_topic
+    group_id: str
+
+
+def fresh_topics(bootstrap: str, prefix: str, deployments: Iterable[str]) -> RunTopics:
+    suffix = uuid.uuid4().hex[:8]
+    inputs = {name: {role: f"{prefix}.{name}.{role}.{suffix}" for role in ROLES} for name in deployments}
+    outputs = {f"{kind}_topic": f"{prefix}.{kind}.{suffix}" for kind in ("deadletter", "verdicts", "spotcheck")}
+    ensure_topics(bootstrap, [t for by_role in inputs.values() for t in by_role.values()] + list(outputs.values()))
+    return RunTopics(inputs, outputs, f"{prefix}-{suffix}")
+
+
+def run_config(
+    bootstrap: str, topics: RunTopics, deployments: list[dict[str, Any]], **sections: dict[str, Any]
+) -> dict[str, Any]:
+    """A config that reads ``topics`` from the start, serves on a free port and evaluates every 0.2 s;
+    each of ``sections`` is merged into the section of its name."""
+    config: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap, "start_from": "earliest", "partition_assignment": "static",
+                  "group_id": topics.group_id, "poll_timeout_s": 0.2, **topics.outputs},
+        "api": {"port": free_port()},
+        "verdict_interval_s": 0.2,
+        "deployments": deployments,
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
 
 
 @dataclass

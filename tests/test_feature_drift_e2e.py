@@ -9,7 +9,6 @@ checks, the metrics snapshot and the Prometheus exposition; the other shows noth
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +18,8 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka import Producer
-from sidecar_process import get_json, sidecar_process, wait_all_read
+from sidecar_process import fresh_topics, get_json, run_config, sidecar_process, wait_all_read
 
-from monitor.kafka_topics import ensure_topics
-from monitor.loopback import free_port
 from monitor.simulator import CLASSES, TrafficSimulator
 
 pytestmark = pytest.mark.integration
@@ -38,23 +35,14 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    suffix = uuid.uuid4().hex[:8]
-    topics = {name: {role: f"fd.{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")}
-              for name in SHIFTS}
-    outputs = {"deadletter_topic": f"fd.dead.{suffix}", "verdicts_topic": f"fd.verdicts.{suffix}",
-               "spotcheck_topic": f"fd.spotcheck.{suffix}"}
-    ensure_topics(broker.bootstrap, [t for by_role in topics.values() for t in by_role.values()]
-                  + list(outputs.values()))
-    port = free_port()
+    run = fresh_topics(broker.bootstrap, "fd", SHIFTS)
+    topics = run.inputs
     directory = tmp_path_factory.mktemp("feature-drift-e2e")
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
-                  "group_id": f"fd-{suffix}", "poll_timeout_s": 0.2, **outputs},
-        "api": {"port": port},
-        "state": {"dir": str(directory / "state")},
-        "verdict_interval_s": 0.2,
-        "deployments": [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in SHIFTS],
-    }
+    config = run_config(
+        broker.bootstrap, run,
+        [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in SHIFTS],
+        state={"dir": str(directory / "state")},
+    )
     with sidecar_process(config, directory) as sidecar:
         url = sidecar.url
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})

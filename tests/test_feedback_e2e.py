@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +25,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from sidecar_process import get_json, sidecar_process, wait_all_read
-
-from monitor.kafka_topics import ensure_topics
-from monitor.loopback import free_port
+from sidecar_process import fresh_topics, get_json, run_config, sidecar_process, wait_all_read
 
 pytestmark = pytest.mark.integration
 
@@ -130,23 +126,14 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    suffix = uuid.uuid4().hex[:8]
-    topics = {name: {role: f"fb.{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")}
-              for name in ("worse", "better")}
-    outputs = {"deadletter_topic": f"fb.dead.{suffix}", "verdicts_topic": f"fb.verdicts.{suffix}",
-               "spotcheck_topic": f"fb.spotcheck.{suffix}"}
-    ensure_topics(broker.bootstrap, [t for by_role in topics.values() for t in by_role.values()]
-                  + list(outputs.values()))
-    port = free_port()
+    run = fresh_topics(broker.bootstrap, "fb", ("worse", "better"))
+    topics = run.inputs
     directory = tmp_path_factory.mktemp("feedback-e2e")
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
-                  "group_id": f"fb-{suffix}", "poll_timeout_s": 0.2, **outputs},
-        "api": {"port": port},
-        "state": {"dir": str(directory / "state")},
-        "verdict_interval_s": 0.2,
-        "deployments": [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in topics],
-    }
+    config = run_config(
+        broker.bootstrap, run,
+        [{"name": name, "topics": topics[name], "classes": list(CLASSES)} for name in topics],
+        state={"dir": str(directory / "state")},
+    )
     with sidecar_process(config, directory) as sidecar:
         url = sidecar.url
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import orjson
 import pytest
 import yaml
 from confluent_kafka import Producer
-from sidecar_process import sidecar_process
+from sidecar_process import fresh_topics, run_config, sidecar_process
 
 from monitor.loopback import free_port
 from monitor.simulator import TrafficSimulator
@@ -57,19 +56,12 @@ def _produce(bootstrap: str, topics: dict[str, dict[str, str]]) -> None:
 
 @pytest.fixture(scope="module")
 def sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSidecar]:
-    suffix = uuid.uuid4().hex[:8]
-    topics = {name: {role: f"gate.{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")}
-              for name in SCENARIOS}
-    port = free_port()
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
-                  "group_id": f"gate-{suffix}", "deadletter_topic": f"dead.{suffix}",
-                  "verdicts_topic": f"verdicts.{suffix}", "spotcheck_topic": f"spot.{suffix}", "poll_timeout_s": 0.2},
-        "api": {"port": port},
-        "state": {"enabled": False},
-        "verdict_interval_s": 0.2,
-        "deployments": [{"name": name, "topics": topics[name], "classes": CLASSES} for name in SCENARIOS],
-    }
+    run = fresh_topics(broker.bootstrap, "gate", SCENARIOS)
+    topics = run.inputs
+    config = run_config(
+        broker.bootstrap, run, [{"name": name, "topics": topics[name], "classes": CLASSES} for name in SCENARIOS],
+        state={"enabled": False},
+    )
     with sidecar_process(config, tmp_path_factory.mktemp("gate-e2e"), TOKEN) as process:
         _produce(broker.bootstrap, topics)
         yield RunningSidecar(process.url, process.process)

@@ -20,9 +20,8 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from sidecar_process import sidecar_process
+from sidecar_process import fresh_topics, run_config, sidecar_process
 
-from monitor.loopback import free_port
 from monitor.simulator import TrafficSimulator
 
 pytestmark = pytest.mark.integration
@@ -55,12 +54,6 @@ class RunningSidecar:
     process: subprocess.Popen[bytes]
 
 
-def _topics(suffix: str) -> dict[str, dict[str, str]]:
-    return {
-        name: {role: f"{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")} for name in SCENARIOS
-    }
-
-
 def _produce(bootstrap: str, topics: dict[str, dict[str, str]]) -> int:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     produced = 0
@@ -83,24 +76,18 @@ def sidecar(request: pytest.FixtureRequest, broker: Any, tmp_path_factory: pytes
     RunningSidecar
 ]:
     client = request.param
-    suffix = uuid.uuid4().hex[:8]
-    topics = _topics(suffix)
-    port = free_port()
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "client": client, "start_from": "earliest",
-                  "partition_assignment": "static", "group_id": f"e2e-{suffix}", "max_message_bytes": 2048,
-                  "deadletter_topic": f"dead.{suffix}", "verdicts_topic": f"verdicts.{suffix}",
-                  "poll_timeout_s": 0.2},
-        "api": {"port": port},
-        "state": {"enabled": False},
-        "verdict_interval_s": 0.2,
-        "deployments": [
-            {"name": name, "topics": topics[name], "classes": ["invoice", "contract", "other"]} for name in SCENARIOS
-        ],
-    }
+    run = fresh_topics(broker.bootstrap, "e2e", SCENARIOS)
+    topics = run.inputs
+    config = run_config(
+        broker.bootstrap, run,
+        [{"name": name, "topics": topics[name], "classes": ["invoice", "contract", "other"]} for name in SCENARIOS],
+        kafka={"client": client, "max_message_bytes": 2048}, state={"enabled": False},
+    )
     with sidecar_process(config, tmp_path_factory.mktemp(f"e2e-{client}"), TOKEN) as process:
         produced = _produce(broker.bootstrap, topics)
-        yield RunningSidecar(process.url, topics, f"dead.{suffix}", f"verdicts.{suffix}", produced, process.process)
+        outputs = run.outputs
+        yield RunningSidecar(process.url, topics, outputs["deadletter_topic"], outputs["verdicts_topic"], produced,
+                             process.process)
 
 
 def _get(sidecar: RunningSidecar, path: str) -> Any:

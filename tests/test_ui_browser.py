@@ -25,10 +25,8 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from sidecar_process import get_json, sidecar_process
+from sidecar_process import fresh_topics, get_json, run_config, sidecar_process
 
-from monitor.kafka_topics import ensure_topics
-from monitor.loopback import free_port
 from monitor.simulator import CLASSES, TrafficSimulator
 
 pytestmark = pytest.mark.integration
@@ -83,28 +81,17 @@ def _get(url: str, path: str) -> Any:
 
 @pytest.fixture(scope="module")
 def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSidecar]:
-    suffix = uuid.uuid4().hex[:8]
-    topics = {role: f"ui.{role}.{suffix}" for role in ("live", "canary", "feedback")}
-    outputs = {"deadletter_topic": f"ui.dead.{suffix}", "verdicts_topic": f"ui.verdicts.{suffix}",
-               "spotcheck_topic": f"ui.spotcheck.{suffix}"}
-    ensure_topics(broker.bootstrap, [*topics.values(), *outputs.values()])
-    port = free_port()
+    run = fresh_topics(broker.bootstrap, "ui", (DEPLOYMENT, "idle"))
+    topics = run.inputs[DEPLOYMENT]
     directory = tmp_path_factory.mktemp("ui-browser")
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
-                  "group_id": f"ui-{suffix}", "poll_timeout_s": 0.2, **outputs},
-        "api": {"port": port},
-        "state": {"dir": str(directory / "state")},
-        "verdict_interval_s": 0.2,
-        "deployments": [{
-            "name": DEPLOYMENT, "topics": topics, "classes": list(CLASSES),
-            "reference": {"class_distribution": {"invoice": 0.5, "contract": 0.3, "other": 0.2}},
-            "spotcheck": {"max_per_minute": 600, "priority": {"invoice": 2}},
-        }, {
-            # a second deployment without traffic: the page offers a selector
-            "name": "idle", "topics": {role: f"ui.idle.{role}.{suffix}" for role in topics},
-        }],
-    }
+    config = run_config(broker.bootstrap, run, [{
+        "name": DEPLOYMENT, "topics": topics, "classes": list(CLASSES),
+        "reference": {"class_distribution": {"invoice": 0.5, "contract": 0.3, "other": 0.2}},
+        "spotcheck": {"max_per_minute": 600, "priority": {"invoice": 2}},
+    }, {
+        # a second deployment without traffic: the page offers a selector
+        "name": "idle", "topics": run.inputs["idle"],
+    }], state={"dir": str(directory / "state")})
     with sidecar_process(config, directory, TOKEN) as process:
         url = process.url
         simulator = TrafficSimulator("good", deployment=DEPLOYMENT, seed=11)

@@ -15,7 +15,6 @@ import json
 import shutil
 import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,9 +25,8 @@ import orjson
 import pytest
 import yaml
 from confluent_kafka import Producer
-from sidecar_process import sidecar_process
+from sidecar_process import fresh_topics, run_config, sidecar_process
 
-from monitor.loopback import free_port
 from monitor.prometheus_server import (
     ALERTMANAGER_BINARIES,
     ALERTS_DIR,
@@ -125,27 +123,16 @@ def _produce(bootstrap: str, topics: dict[str, dict[str, str]]) -> None:
 @pytest.fixture(scope="session")
 def monitored_sidecar(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitoredSidecar]:
     """``driftgate run`` reading the collapse and good scenarios (all produced at once)."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {name: {role: f"prom.{name}.{role}.{suffix}" for role in ("live", "canary", "feedback")}
-              for name in SCENARIOS}
-    port = free_port()
-    config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest", "partition_assignment": "static",
-                  "group_id": f"prom-{suffix}", "deadletter_topic": f"prom.dead.{suffix}",
-                  "verdicts_topic": f"prom.verdicts.{suffix}", "spotcheck_topic": f"prom.spotcheck.{suffix}",
-                  "poll_timeout_s": 0.2},
-        "api": {"port": port},
-        "state": {"enabled": False},
-        "verdict_interval_s": 0.2,
-        "deployments": [
-            {"name": name, "topics": topics[name], "classes": list(CLASSES),
-             "reference": {"class_distribution": {"invoice": 0.5, "contract": 0.3, "other": 0.2}}}
-            for name in SCENARIOS
-        ],
-    }
+    run = fresh_topics(broker.bootstrap, "prom", SCENARIOS)
+    topics = run.inputs
+    config = run_config(broker.bootstrap, run, [
+        {"name": name, "topics": topics[name], "classes": list(CLASSES),
+         "reference": {"class_distribution": {"invoice": 0.5, "contract": 0.3, "other": 0.2}}}
+        for name in SCENARIOS
+    ], state={"enabled": False})
     with sidecar_process(config, tmp_path_factory.mktemp("prom-sidecar")) as process:
         _produce(broker.bootstrap, topics)
-        yield MonitoredSidecar(process.url, f"127.0.0.1:{port}", process.process)
+        yield MonitoredSidecar(process.url, f"127.0.0.1:{config['api']['port']}", process.process)
 
 
 def rules_for_tests(directory: Path) -> list[Path]:
