@@ -81,10 +81,11 @@ def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
     return elapsed
 
 
-def decode_only_elsewhere(bootstrap: str, topics: list[str], total: int) -> float:
-    """decode_only in a process of its own: what its consumer leaves in memory is not counted
-    in this process's peak, which is the sidecar's."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+def decode_only_elsewhere(bootstrap: str, topics: list[str], total: int, tuned_gc: bool) -> float:
+    """decode_only in a process of its own (with the same GC settings as this one): what its
+    consumer leaves in memory is not counted in this process's peak, which is the sidecar's."""
+    initializer = tune_garbage_collection if tuned_gc else None
+    with multiprocessing.get_context("spawn").Pool(1, initializer=initializer) as pool:
         return float(pool.apply(decode_only, (bootstrap, topics, total)))
 
 
@@ -172,7 +173,7 @@ def main() -> None:
         baseline_runs, ingest_runs, ingest_peaks = [], [], []
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}: decode-only consumer ...", file=sys.stderr)
-            baseline_runs.append(decode_only_elsewhere(bootstrap, [live, canary], args.events))
+            baseline_runs.append(decode_only_elsewhere(bootstrap, [live, canary], args.events, not args.default_gc))
             print(f"round {round_no}: driftgate ingest ...", file=sys.stderr)
             # The sidecar's own peak: the baseline consumer's buffers are not the sidecar's.
             reset_peak_rss()
