@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from monitor.records import Record
 
 PartitionKey = tuple[str, int]
+# While records are held, how often the partitions' progress is looked at again when nothing new comes.
+HELD_RECHECK_S = 0.05
 
 
 @dataclass
@@ -51,6 +53,8 @@ class EventTimeAlignment:
     paused: set[PartitionKey] = field(default_factory=set)
     # partition -> monotonic time until which it is waited for: read from a position not known yet
     starting: dict[PartitionKey, float] = field(default_factory=dict)
+    # Whether the last admit left records due now (over its cap): the next may go without new fetches.
+    due_left: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -69,6 +73,7 @@ class EventTimeAlignment:
         partitions not heard from yet."""
         if not self.enabled:
             return records  # nothing to keep track of
+        self.due_left = False
         last = {(record.topic, record.partition): record for record in records}
         for key, record in last.items():
             self.fetched[key] = record.offset + 1
@@ -135,8 +140,9 @@ class EventTimeAlignment:
         # one poll's records are far fewer than the join holds.
         runs.sort(key=lambda run: _time(run[0]))
         ready = [record for run in runs for record in run]
-        if cap is not None:
+        if cap is not None and len(ready) > cap:
             del ready[cap:]
+            self.due_left = True
         for record in ready:
             key = (record.topic, record.partition)
             held[key].popleft()
@@ -144,6 +150,19 @@ class EventTimeAlignment:
         for key in [key for key, queue in held.items() if not queue]:
             del held[key], held_bytes[key]
         return ready
+
+    def wait_s(self, remaining_s: float) -> float:
+        """How long the next fetch may wait for new records, of the ``remaining_s`` a poll has.
+
+        Not at all when held records are due already; briefly when records are held, since
+        they may fall due with no new record (a partition reaching its end, a start grace
+        running out); else all of it.
+        """
+        if self.due_left:
+            return 0.0
+        if self.held:
+            return min(remaining_s, HELD_RECHECK_S)
+        return remaining_s
 
     def decide(self) -> tuple[list[PartitionKey], list[PartitionKey]]:
         """The partitions to pause now (too much held) and to resume now (half of it passed)."""

@@ -120,8 +120,8 @@ class _Assignment:
         return dict(self._ends)
 
     def _wait_s(self, deadline: float) -> float:
-        """How long a poll may wait for new records: not at all while held ones are waiting to go."""
-        return 0.0 if self.alignment.held else max(0.0, deadline - time.monotonic())
+        """How long a poll may wait for new records (less while the alignment holds some back)."""
+        return self.alignment.wait_s(max(0.0, deadline - time.monotonic()))
 
     def _align(self, records: list[Record], ends: dict[PartitionKey, int], max_records: int) -> list[Record]:
         """Of the records a poll fetched, those whose turn has come in message time (see

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import chdtrc, entr, xlog1py
+
+from monitor.stats.distributions import chi2_sf
 
 CountVector = Sequence[float] | npt.NDArray[Any]
 """Counts per class: a sequence or 1-D array of non-negative finite numbers."""
@@ -127,9 +128,16 @@ def js_distance(p_counts: CountVector, q_counts: CountVector) -> float:
     # Pairing the two terms of a class through log1p keeps the result accurate (and
     # non-negative) when p and q are nearly equal, instead of cancelling two logs.
     ratio = np.divide(p - q, pair_total, out=np.zeros_like(pair_total), where=pair_total > 0)
-    divergence_nats = 0.5 * float(np.sum(xlog1py(p, ratio) + xlog1py(q, -ratio)))
+    divergence_nats = 0.5 * float(np.sum(_x_log1p(p, ratio) + _x_log1p(q, -ratio)))
     divergence_bits = divergence_nats / math.log(2)
     return math.sqrt(min(max(divergence_bits, 0.0), 1.0))
+
+
+def _x_log1p(x: FloatArray, y: FloatArray) -> FloatArray:
+    """x * log1p(y) elementwise, 0 where x is 0 (whatever y): a class with no share adds nothing."""
+    out = np.zeros_like(x)
+    np.multiply(x, np.log1p(y, out=np.zeros_like(y), where=x != 0), out=out, where=x != 0)
+    return out
 
 
 def psi(expected_counts: CountVector, actual_counts: CountVector, floor: float = 1e-4) -> float:
@@ -172,7 +180,7 @@ def psi(expected_counts: CountVector, actual_counts: CountVector, floor: float =
 
 def _chi2_p_value(statistic: float, dof: int) -> float:
     """Upper-tail probability of a chi-square variable with ``dof`` degrees of freedom."""
-    return float(chdtrc(dof, statistic))
+    return chi2_sf(statistic, dof)
 
 
 def chi2_homogeneity(a_counts: CountVector, b_counts: CountVector) -> Chi2Result:
@@ -261,7 +269,8 @@ def entropy_bits(counts: CountVector) -> float:
     0.0
     """
     class_shares = shares(counts)
-    return float(np.sum(entr(class_shares)) / math.log(2))
+    logs = np.log(class_shares, out=np.zeros_like(class_shares), where=class_shares > 0)
+    return float(np.sum(class_shares * -logs) / math.log(2))
 
 
 def largest_share(counts: CountVector) -> tuple[int, float]:

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.spatial.distance import jensenshannon
+
+from monitor.stats import divergence
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -140,8 +141,8 @@ def js_distance(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
     p, q = _pair(reference, current)
     if p.sum() == 0 or q.sum() == 0:
         return 0.0
-    value = float(jensenshannon(p, q))
-    return 0.0 if math.isnan(value) else value
+    # The base-2 distance scaled to natural logs: sqrt(D ln 2) for a divergence D in bits.
+    return divergence.js_distance(p, q) * math.sqrt(math.log(2))
 
 
 def _cdf_gaps(p: FloatArray, q: FloatArray) -> FloatArray:

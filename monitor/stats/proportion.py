@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# scipy.special, not scipy.stats: the same functions, and scipy.stats alone would cost the
-# sidecar about 45 MB of resident memory at import.
-from scipy.special import bdtr, ndtri
+from monitor.stats.distributions import binom_cdf, norm_ppf
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -21,7 +19,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         return 0.0, 1.0
     if not 0 <= successes <= n:
         raise ValueError(f"successes {successes} must be within 0..{n}")
-    z = float(ndtri(0.5 + confidence / 2))
+    z = norm_ppf(0.5 + confidence / 2)
     p = successes / n
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
@@ -57,8 +55,8 @@ def mcnemar_exact(b: int, c: int) -> McNemarResult:
     n = b + c
     if n == 0:
         return McNemarResult(b, c, 1.0, 1.0)
-    worse = float(bdtr(b, n, 0.5))
+    worse = binom_cdf(b, n, 0.5)
     # Binomial(n, 1/2) is symmetric: the outcomes at most as likely as b are the two tails
     # beyond min(b, c) and max(b, c); when b == c that is every outcome.
-    two_sided = 1.0 if b == c else min(1.0, 2.0 * float(bdtr(min(b, c), n, 0.5)))
+    two_sided = 1.0 if b == c else min(1.0, 2.0 * binom_cdf(min(b, c), n, 0.5))
     return McNemarResult(b, c, two_sided, worse)
