@@ -12,8 +12,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
 from monitor.errors import EventError
@@ -150,6 +151,50 @@ def load_object(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     return obj
 
 
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class _PlainPrediction(msgspec.Struct, gc=False):
+    """A prediction event with the contract's own field names, checked as it is parsed."""
+
+    request_id: _NonEmpty
+    deployment: _NonEmpty
+    label: _NonEmpty
+    ts: float | str | None = None
+    model_version: str | None = None
+    scores: dict[str, _Score] | None = None
+    features: dict[str, str | int | float | bool | None] | None = None
+
+
+_PLAIN_PREDICTION = msgspec.json.Decoder(_PlainPrediction)
+
+
+def plain_prediction(value: bytes, received_ts: float) -> Prediction | None:
+    """Parse and check a prediction in one pass, the hot path's way; None for anything but a
+    valid prediction with the contract's field names, which the general path then takes
+    (and names what is wrong with). Raises EventError only for a ``ts`` string that is no time.
+
+    It accepts exactly what :func:`load_object` and :meth:`EventDecoder.prediction` accept
+    (tests/test_events.py checks that on generated messages).
+    """
+    # msgspec does not look inside the strings of fields it skips; orjson refuses bad UTF-8 anywhere.
+    if not value.isascii():
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        fields = _PLAIN_PREDICTION.decode(value)
+    except msgspec.DecodeError:  # malformed JSON, or a field missing or of the wrong kind
+        return None
+    raw_ts = fields.ts
+    ts = raw_ts if type(raw_ts) is float and 0 <= raw_ts <= MAX_EPOCH_S else parse_ts(raw_ts, received_ts)
+    return Prediction(
+        fields.request_id, fields.deployment, fields.label, ts, fields.model_version, fields.scores, fields.features
+    )
+
+
 class EventDecoder:
     """Decodes and validates the events of one deployment, with its field mapping."""
 
@@ -162,8 +207,8 @@ class EventDecoder:
         paths.update(field_paths or {})
         self.max_bytes = max_bytes
         self._paths = paths
-        # With the contract's own field names, predictions take a fast path of plain dict reads.
-        self._identity = all(name == path for name, path in paths.items())
+        # With the contract's own field names, predictions take a fast path (see plain_prediction).
+        self.plain_names = all(name == path for name, path in paths.items())
         self._get = {name: _path_getter(path) for name, path in paths.items()}
 
     def deployment_of(self, obj: dict[str, Any]) -> Any:
@@ -192,7 +237,7 @@ class EventDecoder:
 
     def prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
         """Validate a parsed object as a prediction event."""
-        if not self._identity:
+        if not self.plain_names:
             return self._prediction(obj, received_ts)
         # Hot path: the common, valid event costs a few dict reads and type checks; anything
         # unusual goes through the general validation, which names what is wrong.

@@ -7,12 +7,12 @@ deployment's state or in the returned dead letters (consumed = processed + dead)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from monitor.config import DeploymentSettings, Settings
 from monitor.errors import EventError
-from monitor.events import UNKNOWN_DEPLOYMENT, EventDecoder, load_object
+from monitor.events import UNKNOWN_DEPLOYMENT, EventDecoder, load_object, plain_prediction
 from monitor.evidence import EvidenceSettings
 from monitor.profile import read_profile
 from monitor.records import DeadLetter, Record
@@ -30,6 +30,8 @@ class Route:
     state: DeploymentState
     role: str
     decoder: EventDecoder
+    # a prediction topic of this deployment alone, with the contract's field names: the hot path
+    plain: bool = False
 
 
 def new_state(settings: DeploymentSettings) -> DeploymentState:
@@ -96,6 +98,9 @@ class Ingest:
                 topic = getattr(deployment.topics, role)
                 route = Route(self.states[deployment.name], role, decoder)
                 self.routes.setdefault(topic, []).append(route)
+        for topic, routes in self.routes.items():
+            if len(routes) == 1 and routes[0].role != "feedback" and routes[0].decoder.plain_names:
+                self.routes[topic] = [replace(routes[0], plain=True)]
         # (deployment, reason) -> dead letters so far
         self.dead_letters: dict[tuple[str, str], int] = {}
         # (topic, partition) -> next offset to read: what a checkpoint or a commit stores
@@ -109,7 +114,8 @@ class Ingest:
     def process(self, records: list[Record], now: float) -> list[DeadLetter]:
         """Fold a batch into state; returns the records that could not be used, with reasons.
 
-        Hot path: per record one JSON parse, one validation and a handful of dict updates.
+        Hot path: per record one JSON parse, one validation and a handful of dict updates; a
+        plain prediction is parsed and checked in one pass (:func:`plain_prediction`).
         ``now`` (epoch seconds) stands in for the event time of records with neither a
         ``ts`` field nor a Kafka timestamp.
         """
@@ -120,7 +126,13 @@ class Ingest:
             routes = routes_by_topic[record.topic]
             route = routes[0]
             try:
-                obj = load_object(record.value, max_bytes)
+                value = record.value
+                if route.plain and value and len(value) <= max_bytes:
+                    prediction = plain_prediction(value, record.timestamp or now)
+                    if prediction is not None and prediction.deployment == route.state.name:
+                        route.state.add_prediction(route.role, prediction)
+                        continue
+                obj = load_object(value, max_bytes)
                 if obj.get("deployment") != route.state.name or len(routes) > 1:
                     # Not the plain case (shared topic, remapped fields or a wrong name): look closer.
                     route = self._route(routes, obj)

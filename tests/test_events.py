@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import EventError
-from monitor.events import REASONS, EventDecoder, Feedback, Prediction, load_object, parse_ts
+from monitor.events import REASONS, EventDecoder, Feedback, Prediction, load_object, parse_ts, plain_prediction
 
 RECEIVED = 1_700_000_000.0
 MAX_BYTES = 4096
@@ -375,3 +375,90 @@ def test_fuzz_fast_path_agrees_with_the_general_validation(obj: dict[str, Any]) 
     """The contract-named decoder (a fast path) and a remapped one (the general path) agree on predictions."""
     general = EventDecoder({"source": "not_read_by_predictions"})
     assert outcome(EventDecoder().prediction, obj) == outcome(general.prediction, obj)
+
+
+# -- the one-pass decoder of plain predictions (the hot path) ----------------------------------
+
+# Integers stay within a double's exact range: past it orjson rounds them to floats, msgspec keeps
+# them exact; the feature state takes both as the same number.
+_JSON_SCALARS = (
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=6,
+)
+_ABSENT = object()
+
+
+_VALID_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "request_id": st.text(min_size=1, max_size=12),
+    "deployment": st.sampled_from(["doc-classifier", ""]),
+    "label": st.sampled_from(["invoice", "other", "Vertrag ü"]),
+    "ts": st.floats(-10, 2e11) | st.integers(0, 2 * 10**11) | st.sampled_from(
+        ["2026-11-23T10:00:00Z", "2026-11-23T10:00:00", "yesterday"]) | st.none(),
+    "model_version": st.sampled_from(["v1", ""]) | st.none(),
+    "scores": st.dictionaries(st.text(max_size=4), st.floats(-0.5, 1.5) | st.integers(-1, 2), max_size=3),
+    "features": st.dictionaries(st.text(max_size=4), _JSON_SCALARS, max_size=3),
+    "extra": _JSON_VALUES,
+}
+
+
+@st.composite
+def _predictions(draw: st.DrawFn) -> dict[str, Any]:
+    """A prediction-like object: each field from its plausible values, and up to two of them
+    replaced by anything JSON can say, or left out."""
+    fields = {name: draw(values) for name, values in _VALID_FIELDS.items()}
+    for name in draw(st.sets(st.sampled_from(sorted(_VALID_FIELDS)), max_size=2)):
+        fields[name] = draw(_JSON_VALUES | st.just(_ABSENT))
+    return {name: value for name, value in fields.items() if value is not _ABSENT}
+
+
+_PREDICTIONS = _predictions()
+
+
+def _outcome(decode: Any) -> tuple[str, Any]:
+    try:
+        return "ok", decode()
+    except EventError as error:
+        return "refused", error.reason
+
+
+@settings(max_examples=600)
+@given(_PREDICTIONS)
+def test_plain_prediction_accepts_and_refuses_what_the_general_path_does(fields: dict[str, Any]) -> None:
+    value = orjson.dumps(fields)
+    general = _outcome(lambda: EventDecoder().prediction(load_object(value, MAX_BYTES), RECEIVED))
+    kind, plain = _outcome(lambda: plain_prediction(value, RECEIVED))
+    if (kind, plain) == ("ok", None):
+        # Handed on to the general path: only ever what that path refuses.
+        assert general[0] == "refused"
+    else:
+        assert (kind, plain) == general
+
+
+def test_plain_prediction_decodes_the_contract_example() -> None:
+    assert plain_prediction(CONTRACT_PREDICTION, RECEIVED) == EventDecoder().prediction(
+        load_object(CONTRACT_PREDICTION, MAX_BYTES), RECEIVED
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # invalid UTF-8 inside a field no one reads: msgspec would skip it unread
+        b'{"request_id": "r", "deployment": "d", "label": "x", "note": "\xc3\x28"}',
+        b'{"request_id": "r", "deployment": "d", "label": "x", "scores": {"x": true}}',
+        b'{"request_id": "r", "deployment": "d", "label": "x", "features": {"x": [1]}}',
+        b'{"request_id": "", "deployment": "d", "label": "x"}',
+        b'{"request_id": "r", "deployment": "d", "label": "x", "ts": true}',
+        b'[{"request_id": "r", "deployment": "d", "label": "x"}]',
+        b'{"request_id": "r", "deployment": "d", "label": "x"',
+    ],
+)
+def test_plain_prediction_hands_every_defect_to_the_general_path(value: bytes) -> None:
+    assert plain_prediction(value, RECEIVED) is None
+    with pytest.raises(EventError):
+        EventDecoder().prediction(load_object(value, MAX_BYTES), RECEIVED)
