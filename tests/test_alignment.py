@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.alignment import EventTimeAlignment
+from monitor.alignment import HELD_RECHECK_S, EventTimeAlignment
 from monitor.records import Record
 
 A, B = ("live", 0), ("canary", 0)
@@ -44,6 +44,19 @@ def test_a_release_is_capped_and_the_rest_stays_held_in_order() -> None:
     assert [(r.topic, r.offset) for r in out] == [("live", 0), ("live", 1), ("live", 2)]
     out = alignment.admit([], 0.0, max_records=3)
     assert [(r.topic, r.offset) for r in out] == [("live", 3), ("canary", 1)]
+
+
+def test_a_poll_waits_for_new_records_only_as_long_as_nothing_held_is_due() -> None:
+    alignment = EventTimeAlignment(max_lead_s=1)
+    alignment.ends.update({A: 100, B: 100})
+    assert alignment.wait_s(1.0) == 1.0  # nothing held: wait for the next fetch
+    alignment.admit(_records(B, 0, [0.0]) + _records(A, 0, [5.0, 6.0, 7.0, 8.0]), 0.0)
+    # Held, none due: look again soon (a partition may reach its end with no new record).
+    assert alignment.wait_s(1.0) == HELD_RECHECK_S
+    alignment.admit(_records(B, 1, [9.0]), 0.0, max_records=3)
+    assert alignment.wait_s(1.0) == 0.0  # due records were left over by the cap: no waiting
+    alignment.admit([], 0.0, max_records=3)
+    assert alignment.held == {} and alignment.wait_s(1.0) == 1.0
 
 
 def test_everything_held_passes_once_no_partition_has_records_left_to_fetch() -> None:
