@@ -1,10 +1,7 @@
-"""Tests of monitor.stats.sequential: anytime validity by simulation, batch = one-by-one, properties.
+"""Tests of monitor.stats.sequential: anytime validity by simulation, decision paths = checks read step by step.
 
-Simulation tests read every check after *every* step of every stream, as a gate
-polling continuously would, and compare the share of streams that ever decide
-wrongly with alpha. The allowance for the simulation's own noise is 3 standard
-errors of a binomial proportion at alpha: alpha + 3 sqrt(alpha (1 - alpha) / streams)
-(0.083 for 400 streams at alpha = 0.05). All simulations are seeded.
+Simulations read every check after *every* step of every stream (see
+tests/stats/streams.py for the allowance that a valid check must stay within).
 """
 
 from __future__ import annotations
@@ -12,30 +9,18 @@ from __future__ import annotations
 import doctest
 import json
 import math
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import settings
 
 import monitor.stats.sequential
-from monitor.stats.sequential import (
-    DEFAULT_BETS,
-    BetGrid,
-    BoundedMeanCS,
-    MeanSums,
-    PairedAccuracy,
-    PairedDifference,
-    RateBelow,
-    UnpairedDifference,
-    cs_bounds,
-    log_e_value,
-    running_sums,
-)
+from monitor.stats.confidence_sequence import BetGrid, BoundedMeanCS, log_e_value, running_sums
+from monitor.stats.sequential import PairedAccuracy, PairedDifference, RateBelow, UnpairedDifference
 
-ALPHA = 0.05
+from .streams import ALPHA, allowance, ever, three_point
+
 STREAMS = 400
 STEPS = 2000
 CLASSES = ("invoice", "contract", "other")
@@ -47,9 +32,6 @@ FloatArray = npt.NDArray[np.float64]
 property_settings = settings(deadline=None, max_examples=60)
 
 
-def allowance(streams: int, alpha: float = ALPHA) -> float:
-    """alpha plus 3 binomial standard errors: the most a valid check may show in ``streams`` simulations."""
-    return alpha + 3 * math.sqrt(alpha * (1 - alpha) / streams)
 
 
 def paired_streams(
@@ -62,16 +44,8 @@ def paired_streams(
     return canary, live
 
 
-def three_point(p_minus: float, p_plus: float, size: tuple[int, ...], seed: int) -> FloatArray:
-    """Values -1, 0, 1 with the given probabilities of -1 and 1."""
-    rng = np.random.default_rng(seed)
-    draws = rng.random(size)
-    return np.where(draws < p_minus, -1.0, np.where(draws < p_minus + p_plus, 1.0, 0.0))
 
 
-def ever(mask: npt.NDArray[np.bool_]) -> float:
-    """Share of streams (rows) where the mask is ever true."""
-    return float(mask.any(axis=-1).mean())
 
 
 # --- the guarantee: under the null, checked after every step, errors stay at or below alpha
@@ -117,51 +91,14 @@ def test_accuracy_check_on_equal_models_never_says_no_go_and_eventually_says_go(
     assert ever(paths.go) > 0.5
 
 
-def bernoulli(size: tuple[int, ...], seed: int) -> FloatArray:
-    return (np.random.default_rng(seed).random(size) < 0.3).astype(np.float64)
 
 
-def beta(size: tuple[int, ...], seed: int) -> FloatArray:
-    return np.random.default_rng(seed).beta(2.0, 5.0, size)
 
 
-def three_point_values(size: tuple[int, ...], seed: int) -> FloatArray:
-    return three_point(0.1, 0.3, size, seed)
 
 
-@pytest.mark.parametrize(
-    ("lo", "hi", "sample", "mean"),
-    [(0.0, 1.0, bernoulli, 0.3), (-1.0, 1.0, three_point_values, 0.2), (0.0, 1.0, beta, 2.0 / 7.0)],
-    ids=["bernoulli", "three-point", "beta"],
-)
-def test_confidence_sequence_covers_the_mean_at_all_times(
-    lo: float, hi: float, sample: Callable[[tuple[int, ...], int], FloatArray], mean: float
-) -> None:
-    values = sample((STREAMS, STEPS), 6)
-    sums = running_sums(values, lo, hi)
-    threshold = math.log(2 / ALPHA)
-    # By monotonicity in the null value, "the CS misses the mean" is exactly
-    # "an e-process at the mean reached 2 / alpha", which is cheap to evaluate.
-    misses = (log_e_value(sums, mean, "above") >= threshold) | (log_e_value(sums, mean, "below") >= threshold)
-    assert ever(misses) <= allowance(STREAMS)
-    # And directly from the bounds, on a smaller part of the paths.
-    part = sums.at((slice(0, 100), slice(0, 300)))
-    lower, upper = cs_bounds(part, ALPHA, lo, hi)
-    assert np.array_equal((lower > mean) | (upper < mean), misses[:100, :300])
 
 
-def test_e_process_is_a_supermartingale_in_simulation() -> None:
-    # At the null's boundary, the e-process's mean must stay <= 1 at every fixed time.
-    streams = 4000
-    values = (np.random.default_rng(7).random((streams, 1000)) < 0.3).astype(np.float64)
-    sums = running_sums(values, 0.0, 1.0)
-    for side in ("above", "below"):
-        e_values = np.exp(log_e_value(sums, 0.3, side))  # type: ignore[arg-type]
-        assert np.all(e_values >= 0)
-        for t in (0, 9, 99, 999):
-            column = e_values[:, t]
-            standard_error = column.std(ddof=1) / math.sqrt(streams)
-            assert column.mean() <= 1 + 3 * standard_error + 1e-12, (side, t)
 
 
 def test_class_no_go_e_value_is_a_supermartingale_at_the_margin() -> None:
@@ -207,15 +144,6 @@ def test_a_shift_beyond_the_margin_is_found_and_one_inside_is_not_blocked() -> N
 # --- batch paths equal one-by-one updates
 
 
-def test_batch_bounds_equal_one_by_one_updates_exactly() -> None:
-    values = three_point(0.1, 0.2, (250,), seed=10)
-    sums = running_sums(values, -1.0, 1.0)
-    lower, upper = cs_bounds(sums, ALPHA, -1.0, 1.0)
-    cs = BoundedMeanCS(-1.0, 1.0, ALPHA)
-    for t, value in enumerate(values):
-        cs.update(float(value))
-        assert cs.lower == lower[t] and cs.upper == upper[t], t
-        assert cs.e_value_above(0.0) == math.exp(float(log_e_value(sums.at(t), 0.0, "above")))
 
 
 def test_class_decision_paths_equal_the_check_read_after_every_request() -> None:
@@ -249,108 +177,22 @@ def test_rate_and_accuracy_decision_paths_equal_the_checks() -> None:
 
 # --- properties of the confidence sequence and the state
 
-ranges = st.tuples(
-    st.floats(min_value=-100, max_value=100, allow_nan=False), st.floats(min_value=0.01, max_value=100)
-).map(lambda pair: (pair[0], pair[0] + pair[1]))
 
 
-@st.composite
-def bounded_streams(draw: st.DrawFn) -> tuple[float, float, list[float]]:
-    lo, hi = draw(ranges)
-    fractions = draw(st.lists(st.floats(min_value=0, max_value=1), min_size=0, max_size=60))
-    return lo, hi, [min(max(lo + f * (hi - lo), lo), hi) for f in fractions]
 
 
-@property_settings
-@given(bounded_streams(), st.sampled_from([0.01, 0.05, 0.2]))
-def test_bounds_are_ordered_and_within_the_range(stream: tuple[float, float, list[float]], alpha: float) -> None:
-    lo, hi, values = stream
-    if not values:
-        return
-    sums = running_sums(values, lo, hi)
-    lower, upper = cs_bounds(sums, alpha, lo, hi)
-    assert np.all(lo <= lower) and np.all(upper <= hi)
-    assert np.all(lower <= upper)
-    means = np.cumsum(values) / np.arange(1, len(values) + 1)
-    # The interval holds the sample mean unless that sits at the very edge of the range.
-    inside = (lower <= means + 1e-9 * (hi - lo)) & (means - 1e-9 * (hi - lo) <= upper)
-    assert np.all(inside)
 
 
-@property_settings
-@given(bounded_streams(), st.integers(min_value=0, max_value=60))
-def test_update_many_equals_one_by_one_updates(stream: tuple[float, float, list[float]], cut: int) -> None:
-    lo, hi, values = stream
-    one_by_one = BoundedMeanCS(lo, hi)
-    for value in values:
-        one_by_one.update(value)
-    batched = BoundedMeanCS(lo, hi).update_many(values[:cut]).update_many(values[cut:])
-    for mine, theirs in zip(one_by_one.sums, batched.sums, strict=True):
-        assert np.array_equal(mine, theirs)
-    assert (one_by_one.lower, one_by_one.upper) == (batched.lower, batched.upper)
 
 
-@property_settings
-@given(bounded_streams(), bounded_streams())
-def test_merge_adds_the_states(
-    first: tuple[float, float, list[float]], second: tuple[float, float, list[float]]
-) -> None:
-    lo, hi, values = first
-    others = [lo + (v - second[0]) / (second[1] - second[0]) * (hi - lo) for v in second[2]]
-    others = [min(max(v, lo), hi) for v in others]
-    a, b = BoundedMeanCS(lo, hi).update_many(values), BoundedMeanCS(lo, hi).update_many(others)
-    a_sums, b_sums = a.sums, b.sums
-    merged = BoundedMeanCS(lo, hi).merge(a).merge(b)
-    reverse = BoundedMeanCS(lo, hi).merge(b).merge(a)
-    assert merged.n == len(values) + len(others)
-    for total, mine, theirs, left, right in zip(merged.sums, a_sums, b_sums, merged.sums, reverse.sums, strict=True):
-        assert total == pytest.approx(float(mine + theirs), rel=1e-12, abs=1e-12)
-        assert left == pytest.approx(float(right), rel=1e-12, abs=1e-12)
-    concatenated = BoundedMeanCS(lo, hi).update_many(values + others)
-    assert merged.n == concatenated.n
-    assert merged.mean == pytest.approx(concatenated.mean, rel=1e-9, abs=1e-9 * (hi - lo))
-    empty = BoundedMeanCS(lo, hi)
-    assert a.merge(empty).sums == a_sums
 
 
-def test_merged_replicas_keep_the_guarantee() -> None:
-    # Two replicas, each centring on its own running mean, merged at the end of every step.
-    values = (np.random.default_rng(14).random((STREAMS, 2, 1000)) < 0.3).astype(np.float64)
-    halves = running_sums(values, 0.0, 1.0)
-    merged = MeanSums(*(part[:, 0, :] + part[:, 1, :] for part in halves))
-    threshold = math.log(2 / ALPHA)
-    misses = (log_e_value(merged, 0.3, "above") >= threshold) | (log_e_value(merged, 0.3, "below") >= threshold)
-    assert ever(misses) <= allowance(STREAMS)
 
 
-@settings(deadline=None, max_examples=15)
-@given(st.floats(min_value=0.02, max_value=0.98))
-def test_intervals_shrink_in_expectation(p: float) -> None:
-    values = (np.random.default_rng(15).random((40, 1600)) < p).astype(np.float64)
-    lower, upper = cs_bounds(running_sums(values, 0.0, 1.0).at((slice(None), [24, 99, 399, 1599])), ALPHA, 0.0, 1.0)
-    widths = (upper - lower).mean(axis=0)
-    assert np.all(np.diff(widths) < 0), widths
 
 
-@property_settings
-@given(bounded_streams(), st.floats(min_value=0, max_value=1), st.floats(min_value=0, max_value=1))
-def test_e_values_are_monotone_in_the_null(stream: tuple[float, float, list[float]], a: float, b: float) -> None:
-    lo, hi, values = stream
-    sums = running_sums([*values, lo], lo, hi).at(-1)
-    small, large = sorted((lo + a * (hi - lo), lo + b * (hi - lo)))
-    assert log_e_value(sums, small, "above") >= log_e_value(sums, large, "above")
-    assert log_e_value(sums, small, "below") <= log_e_value(sums, large, "below")
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.5, 1.0001])
-def test_bad_values_are_refused_and_leave_the_state_alone(bad: float) -> None:
-    cs = BoundedMeanCS(-1.0, 1.0).update_many([0.5, -0.5])
-    before = cs.to_dict()
-    with pytest.raises(ValueError, match="within"):
-        cs.update(bad)
-    with pytest.raises(ValueError, match="within"):
-        cs.update_many([0.0, bad])
-    assert cs.to_dict() == before
 
 
 def test_empty_state_is_the_whole_range_and_no_evidence() -> None:
@@ -464,9 +306,6 @@ def test_misuse_is_refused_with_a_clear_message(call: object, message: str) -> N
         call()  # type: ignore[operator]
 
 
-def test_default_bets_are_the_documented_grid() -> None:
-    assert len(DEFAULT_BETS.fractions) == 8
-    assert DEFAULT_BETS.fractions[0] == pytest.approx(0.02) and DEFAULT_BETS.fractions[-1] == pytest.approx(0.9)
 
 
 def test_docstring_examples_run() -> None:
