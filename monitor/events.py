@@ -207,7 +207,7 @@ class EventDecoder:
         paths.update(field_paths or {})
         self.max_bytes = max_bytes
         self._paths = paths
-        # With the contract's own field names, predictions take a fast path (see plain_prediction).
+        # With the contract's own field names, predictions can take plain_prediction's one pass.
         self.plain_names = all(name == path for name, path in paths.items())
         self._get = {name: _path_getter(path) for name, path in paths.items()}
 
@@ -236,41 +236,8 @@ class EventDecoder:
         return value
 
     def prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
-        """Validate a parsed object as a prediction event."""
-        if not self.plain_names:
-            return self._prediction(obj, received_ts)
-        # Hot path: the common, valid event costs a few dict reads and type checks; anything
-        # unusual goes through the general validation, which names what is wrong.
-        get = obj.get
-        request_id = get("request_id")
-        deployment = get("deployment")
-        label = get("label")
-        version = get("model_version")
-        if (
-            type(request_id) is not str
-            or type(deployment) is not str
-            or type(label) is not str
-            or not request_id
-            or not deployment
-            or not label
-            or (version is not None and type(version) is not str)
-        ):
-            return self._prediction(obj, received_ts)
-        raw_ts: Any = get("ts")
-        kind = type(raw_ts)
-        if (kind is float or kind is int) and 0 <= raw_ts <= MAX_EPOCH_S:
-            ts = float(raw_ts)
-        else:
-            ts = parse_ts(_MISSING if raw_ts is None else raw_ts, received_ts)
-        scores = get("scores")
-        if scores is not None:
-            _check_scores(scores, "scores")
-        features = get("features")
-        if features is not None:
-            _check_features(features, "features")
-        return Prediction(request_id, deployment, label, ts, version, scores, features)
-
-    def _prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
+        """Validate a parsed object as a prediction event (the general path: the hot one is
+        :func:`plain_prediction`, which hands everything unusual on to this)."""
         request_id = self._required_str(obj, "request_id")
         deployment = self._required_str(obj, "deployment")
         label = self._required_str(obj, "label")

@@ -7,7 +7,7 @@ deployment's state or in the returned dead letters (consumed = processed + dead)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.config import DeploymentSettings, Settings
@@ -30,8 +30,6 @@ class Route:
     state: DeploymentState
     role: str
     decoder: EventDecoder
-    # a prediction topic of this deployment alone, with the contract's field names: the hot path
-    plain: bool = False
 
 
 def new_state(settings: DeploymentSettings) -> DeploymentState:
@@ -98,9 +96,13 @@ class Ingest:
                 topic = getattr(deployment.topics, role)
                 route = Route(self.states[deployment.name], role, decoder)
                 self.routes.setdefault(topic, []).append(route)
-        for topic, routes in self.routes.items():
-            if len(routes) == 1 and routes[0].role != "feedback" and routes[0].decoder.plain_names:
-                self.routes[topic] = [replace(routes[0], plain=True)]
+        # topic -> deployment name -> route, for topics of predictions with the contract's field
+        # names only (shared or not): their messages take plain_prediction's one pass.
+        self.plain_routes: dict[str, dict[str, Route]] = {
+            topic: {route.state.name: route for route in routes}
+            for topic, routes in self.routes.items()
+            if all(route.role != "feedback" and route.decoder.plain_names for route in routes)
+        }
         # (deployment, reason) -> dead letters so far
         self.dead_letters: dict[tuple[str, str], int] = {}
         # (topic, partition) -> next offset to read: what a checkpoint or a commit stores
@@ -120,17 +122,18 @@ class Ingest:
         ``ts`` field nor a Kafka timestamp.
         """
         dead: list[DeadLetter] = []
-        routes_by_topic = self.routes
+        routes_by_topic, plain_routes = self.routes, self.plain_routes
         max_bytes = self.max_bytes
         for record in records:
             routes = routes_by_topic[record.topic]
             route = routes[0]
             try:
                 value = record.value
-                if route.plain and value and len(value) <= max_bytes:
+                plain = plain_routes.get(record.topic)
+                if plain is not None and value and len(value) <= max_bytes:
                     prediction = plain_prediction(value, record.timestamp or now)
-                    if prediction is not None and prediction.deployment == route.state.name:
-                        route.state.add_prediction(route.role, prediction)
+                    if prediction is not None and (target := plain.get(prediction.deployment)) is not None:
+                        target.state.add_prediction(target.role, prediction)
                         continue
                 obj = load_object(value, max_bytes)
                 if obj.get("deployment") != route.state.name or len(routes) > 1:
