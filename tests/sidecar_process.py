@@ -40,6 +40,11 @@ def fresh_topics(bootstrap: str, prefix: str, deployments: Iterable[str]) -> Run
     return RunTopics(inputs, outputs, f"{prefix}-{suffix}")
 
 
+# run_config evaluates verdicts every 0.2 s and polls for at most 0.2 s: after the last event is
+# counted, a verdict on everything comes within 0.4 s; this waits for it with room to spare.
+VERDICT_SETTLE_S = 1.0
+
+
 def run_config(
     bootstrap: str, topics: RunTopics, deployments: list[dict[str, Any]], **sections: dict[str, Any]
 ) -> dict[str, Any]:
@@ -114,9 +119,12 @@ def get_json(url: str, path: str, token: str | None = None, timeout_s: float = 1
 def wait_all_read(
     url: str, produced: Mapping[str, Mapping[str, int]], token: str | None = None, timeout_s: float = 90
 ) -> None:
-    """Wait until each deployment's event counts by role are what was produced."""
+    """Wait until each deployment's event counts by role are what was produced, and then until
+    verdicts have been evaluated on all of them (the verdict read just as the last batch is
+    counted may be the one evaluated before it)."""
     deadline = time.monotonic() + timeout_s
     for name, counts in produced.items():
         while get_json(url, f"/v1/deployments/{name}/metrics", token)["events"] != dict(counts):
             assert time.monotonic() < deadline, f"the sidecar did not read every event of {name}"
             time.sleep(0.3)
+    time.sleep(VERDICT_SETTLE_S)
