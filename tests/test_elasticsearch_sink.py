@@ -497,9 +497,12 @@ def test_a_killed_and_restarted_sidecar_indexes_every_window_and_verdict_once(
         (role, w["start"], label): w[role].get(label, 0) for w in closed for role in ("live", "canary")
         for label in CLASSES}
 
-    published = Counter((v["canary_version"], v["verdict"], v["evaluated_at"])
-                        for v in _read_topic(broker.bootstrap, settings.kafka.verdicts_topic))
+    # The verdicts topic is at least once across a crash (docs/operations.md): a change may go out
+    # again after the restart. The index holds each distinct one once, by its deterministic id.
+    published = {(v["canary_version"], v["verdict"], v["evaluated_at"])
+                 for v in _read_topic(broker.bootstrap, settings.kafka.verdicts_topic)}
     verdict_hits = _all(client, f"{prefix}-verdicts-*")
-    assert Counter((h["_source"]["canary_version"], h["_source"]["verdict"], h["_source"]["evaluated_at"])
-                   for h in verdict_hits) == published
+    indexed = Counter((h["_source"]["canary_version"], h["_source"]["verdict"], h["_source"]["evaluated_at"])
+                      for h in verdict_hits)
+    assert set(indexed) == published and max(indexed.values()) == 1
     assert {key[:2] for key in published} >= {("v42", "no_go"), ("v43", "no_go")}
