@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import yaml
+from confluent_kafka import Producer
 
 from monitor.kafka_topics import ensure_topics
 from monitor.loopback import free_port
@@ -114,6 +116,17 @@ def get_json(url: str, path: str, token: str | None = None, timeout_s: float = 1
     response = httpx.get(f"{url}{path}", headers=headers, timeout=timeout_s)
     response.raise_for_status()
     return response.json()
+
+
+def produce_events(bootstrap: str, topics: Mapping[str, str], events: Iterable[tuple[str, str, bytes]]) -> Counter[str]:
+    """Produce (role, key, value) events, each to its role's topic; returns how many of each role."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    counts: Counter[str] = Counter()
+    for role, key, value in events:
+        producer.produce(topics[role], value, key.encode())
+        counts[role] += 1
+    assert producer.flush(30) == 0
+    return counts
 
 
 def wait_all_read(

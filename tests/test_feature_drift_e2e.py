@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Producer
-from sidecar_process import fresh_topics, get_json, run_config, sidecar_process, wait_all_read
+from sidecar_process import fresh_topics, get_json, produce_events, run_config, sidecar_process, wait_all_read
 
 from monitor.simulator import CLASSES, TrafficSimulator
 
@@ -45,16 +44,13 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     )
     with sidecar_process(config, directory) as sidecar:
         url = sidecar.url
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
         produced: dict[str, Counter[str]] = {}
         for name, shift in SHIFTS.items():
             simulator = TrafficSimulator("good", deployment=name, seed=11, canary_feature_shift=shift)
-            counts: Counter[str] = Counter()
-            for event in simulator.stream(REQUESTS, start_ts=1_800_000_000.0, rate_per_s=200):
-                producer.produce(topics[name][event.role], orjson.dumps(event.payload), event.key.encode())
-                counts[event.role] += 1
-            produced[name] = counts
-        assert producer.flush(30) == 0
+            events = simulator.stream(REQUESTS, start_ts=1_800_000_000.0, rate_per_s=200)
+            produced[name] = produce_events(
+                broker.bootstrap, topics[name], ((e.role, e.key, orjson.dumps(e.payload)) for e in events)
+            )
         wait_all_read(url, produced)
         yield Running(url)
 

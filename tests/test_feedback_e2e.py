@@ -24,8 +24,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
-from sidecar_process import fresh_topics, get_json, run_config, sidecar_process, wait_all_read
+from sidecar_process import fresh_topics, get_json, produce_events, run_config, sidecar_process, wait_all_read
 
 pytestmark = pytest.mark.integration
 
@@ -136,16 +135,11 @@ def running(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     )
     with sidecar_process(config, directory) as sidecar:
         url = sidecar.url
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
         produced: dict[str, Counter[str]] = {}
         for name, build, seed in (("worse", worse_canary, 1), ("better", better_canary, 2)):
             rng = random.Random(seed)
-            counts: Counter[str] = Counter()
-            for role, key, value in _events(build(rng, REQUESTS, name), name, rng):
-                producer.produce(topics[name][role], value, key.encode())
-                counts[role] += 1
-            produced[name] = counts
-        assert producer.flush(30) == 0
+            events = _events(build(rng, REQUESTS, name), name, rng)
+            produced[name] = produce_events(broker.bootstrap, topics[name], events)
         wait_all_read(url, produced)
         yield Running(url)
 
