@@ -54,9 +54,13 @@ MAX_EPOCH_S = 1e11
 _MISSING = object()
 
 
-@dataclass(slots=True)
-class Prediction:
-    """One model answer for one request."""
+class Prediction(msgspec.Struct, gc=False):
+    """One model answer for one request.
+
+    A msgspec struct rather than a dataclass: the hot path decodes plain messages straight
+    into it (:func:`plain_prediction`), with no second object built per event. It holds no
+    reference cycles, so the garbage collector need not track it (``gc=False``).
+    """
 
     request_id: str
     deployment: str
@@ -153,15 +157,23 @@ def load_object(value: bytes | None, max_bytes: int) -> dict[str, Any]:
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# What a plain message without "ts" decodes to; no event time in range is negative.
+_NO_TS = -1.0
 
 
-class _PlainPrediction(msgspec.Struct, gc=False):
-    """A prediction event with the contract's own field names, checked as it is parsed."""
+class _PlainPrediction(Prediction, gc=False):
+    """A prediction event with the contract's own field names, checked as it is parsed.
+
+    ``ts`` comes as epoch seconds in range, an RFC 3339 string (parsed afterwards, by the
+    general path's own :func:`parse_ts`) or not at all; any other form (null, a number out of
+    range) fails the decode and goes to the general path, which takes or refuses it.
+    """
 
     request_id: _NonEmpty
     deployment: _NonEmpty
     label: _NonEmpty
-    ts: float | str | None = None
+    # A str only until plain_prediction has parsed it: never seen outside this module.
+    ts: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_EPOCH_S)] | str = _NO_TS  # type: ignore[assignment]
     model_version: str | None = None
     scores: dict[str, _Score] | None = None
     features: dict[str, str | int | float | bool | None] | None = None
@@ -172,11 +184,11 @@ _PLAIN_PREDICTION = msgspec.json.Decoder(_PlainPrediction)
 
 def plain_prediction(value: bytes, received_ts: float) -> Prediction | None:
     """Parse and check a prediction in one pass, the hot path's way; None for anything but a
-    valid prediction with the contract's field names, which the general path then takes
-    (and names what is wrong with). Raises EventError only for a ``ts`` string that is no time.
+    valid prediction with the contract's field names, which the general path then takes (and
+    names what is wrong with). Raises EventError only for a ``ts`` string that is no time.
 
-    It accepts exactly what :func:`load_object` and :meth:`EventDecoder.prediction` accept
-    (tests/test_events.py checks that on generated messages).
+    It accepts exactly what :func:`load_object` and :meth:`EventDecoder.prediction` accept,
+    with the same fields (tests/test_events.py checks that on generated messages).
     """
     # msgspec does not look inside the strings of fields it skips; orjson refuses bad UTF-8 anywhere.
     if not value.isascii():
@@ -185,14 +197,15 @@ def plain_prediction(value: bytes, received_ts: float) -> Prediction | None:
         except UnicodeDecodeError:
             return None
     try:
-        fields = _PLAIN_PREDICTION.decode(value)
-    except msgspec.DecodeError:  # malformed JSON, or a field missing or of the wrong kind
+        prediction = _PLAIN_PREDICTION.decode(value)
+    except msgspec.DecodeError:  # malformed JSON, a field missing or of the wrong kind, a ts not plain
         return None
-    raw_ts = fields.ts
-    ts = raw_ts if type(raw_ts) is float and 0 <= raw_ts <= MAX_EPOCH_S else parse_ts(raw_ts, received_ts)
-    return Prediction(
-        fields.request_id, fields.deployment, fields.label, ts, fields.model_version, fields.scores, fields.features
-    )
+    ts = prediction.ts
+    if type(ts) is str:
+        prediction.ts = parse_ts(ts, received_ts)
+    elif ts == _NO_TS:
+        prediction.ts = received_ts
+    return prediction
 
 
 class EventDecoder:
