@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 
-@dataclass(slots=True)
-class Record:
-    """One consumed message: where it came from and its bytes. ``timestamp`` is epoch seconds."""
+
+class Record(msgspec.Struct, gc=False):
+    """One consumed message: where it came from and its bytes. ``timestamp`` is epoch seconds.
+
+    A msgspec struct, built once per message on the hot path: its constructor is C, a
+    dataclass's is Python (about 45 ns against 120). It holds no reference cycles, so the
+    garbage collector need not track it.
+    """
 
     topic: str
     partition: int

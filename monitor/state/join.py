@@ -16,10 +16,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 
-@dataclass(slots=True)
-class OpenRequest:
-    """One request's answers so far."""
+
+class OpenRequest(msgspec.Struct, gc=False):
+    """One request's answers so far (a msgspec struct: one is built per request, in C; no cycles to track)."""
 
     ts: float
     live_label: str | None = None
