@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 from monitor.records import Record
 
 PartitionKey = tuple[str, int]
 # While records are held, how often the partitions' progress is looked at again when nothing new comes.
 HELD_RECHECK_S = 0.05
+# What a held record costs beyond its value and key, roughly: the object around them.
+_OVERHEAD = 100
 
 
 @dataclass
@@ -115,6 +118,7 @@ class EventTimeAlignment:
     ) -> list[Record]:
         """Queue the batch, then take from each queue what is due."""
         held, held_bytes = self.held, self.held_bytes
+        # Hot path while catching up (every record passes here): the size is written out, not called.
         for record in records:
             key = (record.topic, record.partition)
             queue = held.get(key)
@@ -122,14 +126,17 @@ class EventTimeAlignment:
                 queue = held[key] = deque()
                 held_bytes[key] = 0
             queue.append(record)
-            held_bytes[key] += _size(record)
+            held_bytes[key] += len(record.value or b"") + len(record.key or b"") + _OVERHEAD
         runs: list[list[Record]] = []
         for key, queue in held.items():
+            # No run can give more than the cap: scanning past it would only scan the same records
+            # again at the next poll (a partition far ahead holds tens of thousands).
+            due = queue if cap is None else islice(queue, cap)
             if key == pacer:
-                run = list(queue)  # the pacer always moves on, whatever its timestamps do
+                run = list(due)  # the pacer always moves on, whatever its timestamps do
             else:
                 run = []
-                for record in queue:
+                for record in due:
                     if record.timestamp is not None and record.timestamp > limit:
                         break
                     run.append(record)
@@ -146,7 +153,7 @@ class EventTimeAlignment:
         for record in ready:
             key = (record.topic, record.partition)
             held[key].popleft()
-            held_bytes[key] -= _size(record)
+            held_bytes[key] -= len(record.value or b"") + len(record.key or b"") + _OVERHEAD
         for key in [key for key, queue in held.items() if not queue]:
             del held[key], held_bytes[key]
         return ready
@@ -195,6 +202,3 @@ def _time(record: Record) -> float:
     return record.timestamp if record.timestamp is not None else float("-inf")
 
 
-def _size(record: Record) -> int:
-    """What a held record costs, roughly: its value and key, and the object around them."""
-    return len(record.value or b"") + len(record.key or b"") + 100
