@@ -36,7 +36,7 @@ from monitor.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.state.join import RequestJoin
 from monitor.state.outcomes import Outcomes
 from monitor.state.spotcheck import ReviewQueue, SpotcheckCase, SpotcheckSampler
-from monitor.state.windows import Windows
+from monitor.state.windows import Window, Windows
 
 MAX_COMPARISONS = 8
 
@@ -254,7 +254,7 @@ class DeploymentState:
             pair = self.join.add_live(prediction.request_id, label, ts, prediction.scores)
         if pair is not None:
             live_label, canary_label = pair.live_label or "", pair.canary_label or ""
-            self._count_pair(prediction.request_id, live_label, canary_label, pair.canary_version or "", ts)
+            self._count_pair(prediction.request_id, live_label, canary_label, pair.canary_version or "", ts, window)
             if live_label != canary_label and self.sampler.offer(ts, live_label, canary_label):
                 # The first answer's scores were kept in the join; this answer carries its own.
                 first_scores, scores = pair.scores, prediction.scores
@@ -300,8 +300,9 @@ class DeploymentState:
                 comparison.evidence.add_outcome(scored.canary_right, scored.live_right)
 
     def _count_pair(
-        self, request_id: str, live_label: str, canary_label: str, canary_version: str, ts: float
+        self, request_id: str, live_label: str, canary_label: str, canary_version: str, ts: float, window: Window
     ) -> None:
+        """Count a request both models answered, at event time ``ts`` (in ``window``, the window of ``ts``)."""
         comparison = self.comparisons.get(canary_version)
         if comparison is not None:
             key = (live_label, canary_label)
@@ -311,7 +312,6 @@ class DeploymentState:
         scored = self.feedback.add_answers(request_id, Answers(ts, live_label, canary_label, canary_version))
         if scored is not None:
             self._fold(scored)
-        window = self.windows.at(ts)
         window.pairs += 1
         if live_label != canary_label:
             window.disagreements += 1

@@ -337,3 +337,13 @@ def test_learned_classes_keep_first_seen_order() -> None:
     state = feed(new_state(), [("live", prediction("r1", "z", 0.0)), ("canary", prediction("r1", "a", 0.0)),
                                ("live", prediction("r2", "z", 0.0)), ("live", prediction("r3", "m", 0.0))])
     assert state.classes == ["z", "a", "m"]
+
+
+def test_a_late_event_that_completes_a_pair_is_one_late_event() -> None:
+    state = new_state(windows_kept=2)
+    state.add_prediction("live", prediction("old", "invoice", 10.0, "v1"))
+    feed(state, [("live", prediction(f"r{i}", "invoice", 60.0 * i, "v1")) for i in range(2, 5)])
+    # The windows of 120 s and later are kept; an answer from 10 s is late.
+    state.add_prediction("canary", prediction("old", "other", 10.0, "v2"))
+    assert state.windows.late == 1
+    assert state.join.stats.paired == 1
