@@ -127,7 +127,7 @@ class EventTimeAlignment:
                 held_bytes[key] = 0
             queue.append(record)
             held_bytes[key] += len(record.value or b"") + len(record.key or b"") + _OVERHEAD
-        runs: list[list[Record]] = []
+        runs: list[tuple[PartitionKey, list[Record]]] = []
         for key, queue in held.items():
             # No run can give more than the cap: scanning past it would only scan the same records
             # again at the next poll (a partition far ahead holds tens of thousands).
@@ -141,21 +141,28 @@ class EventTimeAlignment:
                         break
                     run.append(record)
             if run:
-                runs.append(run)
+                runs.append((key, run))
         # Run after run, the earliest first: each partition's records stay in offset order (the
         # positions depend on it); a full merge by time would cost more than it brings, since
         # one poll's records are far fewer than the join holds.
-        runs.sort(key=lambda run: _time(run[0]))
-        ready = [record for run in runs for record in run]
-        if cap is not None and len(ready) > cap:
-            del ready[cap:]
-            self.due_left = True
-        for record in ready:
-            key = (record.topic, record.partition)
-            held[key].popleft()
-            held_bytes[key] -= len(record.value or b"") + len(record.key or b"") + _OVERHEAD
-        for key in [key for key, queue in held.items() if not queue]:
-            del held[key], held_bytes[key]
+        runs.sort(key=lambda item: _time(item[1][0]))
+        ready: list[Record] = []
+        for key, run in runs:
+            if cap is not None and len(ready) + len(run) > cap:
+                run = run[: cap - len(ready)]
+                self.due_left = True
+            if not run:
+                break
+            ready.extend(run)
+            # A run is a prefix of its queue: taken off it, and its size, run by run.
+            queue = held[key]
+            if len(run) == len(queue):
+                del held[key], held_bytes[key]
+            else:
+                popleft = queue.popleft
+                for _ in range(len(run)):
+                    popleft()
+                held_bytes[key] -= sum(len(r.value or b"") + len(r.key or b"") for r in run) + _OVERHEAD * len(run)
         return ready
 
     def wait_s(self, remaining_s: float) -> float:
