@@ -36,8 +36,8 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from throughput import produce  # this script's neighbour: the same events as the throughput benchmark
 
 from monitor.broker import EmbeddedBroker
+from monitor.confluent_source import CONSUMER_DEFAULTS
 from monitor.events import plain_prediction
-from monitor.kafka_source import CONSUMER_DEFAULTS
 from monitor.kafka_topics import ensure_topics
 from monitor.server import tune_garbage_collection
 

@@ -28,8 +28,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from monitor.broker import EmbeddedBroker
 from monitor.config import parse_config
+from monitor.confluent_source import CONSUMER_DEFAULTS
 from monitor.ingest import Ingest
-from monitor.kafka_source import CONSUMER_DEFAULTS, open_source
+from monitor.kafka_source import open_source
 from monitor.kafka_topics import ensure_topics
 from monitor.server import tune_garbage_collection
 

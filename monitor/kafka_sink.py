@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from monitor.config import KafkaSettings
 from monitor.errors import ConfigError
-from monitor.kafka_source import kafka_python_options, unreachable
+from monitor.kafka_options import kafka_python_options, unreachable
 from monitor.kafka_topics import RateLimiter, kafka_error_text, librdkafka_logger
 from monitor.records import DeadLetter
 

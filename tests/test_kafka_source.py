@@ -13,20 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import kafka
 import pytest
 from confluent_kafka import Producer
 
 from monitor.broker import EmbeddedBroker
 from monitor.config import KafkaSettings
+from monitor.confluent_source import ConfluentSource
 from monitor.errors import ConfigError
-from monitor.kafka_source import (
-    KAFKA_PYTHON_OPTIONS,
-    ConfluentSource,
-    Source,
-    kafka_python_options,
-    open_source,
-)
+from monitor.kafka_python_source import KafkaPythonSource
+from monitor.kafka_source import Source, open_source
 from monitor.kafka_topics import ensure_topics
 from monitor.loopback import free_port
 from monitor.records import Record
@@ -315,33 +310,13 @@ def test_open_source_chooses_the_client_and_refuses_owned_options() -> None:
     confluent = open_source(_settings(bootstrap, "confluent"), ["t"])
     confluent.close()
     assert isinstance(confluent, ConfluentSource)
+    kafka_python = open_source(_settings(bootstrap, "kafka-python"), ["t"])
+    kafka_python.close()
+    assert isinstance(kafka_python, KafkaPythonSource)
     with pytest.raises(ConfigError, match=r"kafka\.options\.enable\.auto\.commit"):
         open_source(_settings(bootstrap, "confluent", options={"enable.auto.commit": True}), ["t"])
     with pytest.raises(ConfigError, match=r"kafka\.options: .*no\.such\.property"):
         open_source(_settings(bootstrap, "confluent", options={"no.such.property": 1}), ["t"])
-
-
-def test_kafka_python_options_are_translated_per_role() -> None:
-    options = {"security.protocol": "sasl_ssl", "sasl.mechanism": "scram-sha-512", "sasl.username": "u",
-               "sasl.password": "p", "session.timeout.ms": "45000", "acks": "all",
-               "ssl.endpoint.identification.algorithm": "none"}
-    common = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
-              "sasl_plain_password": "p", "ssl_check_hostname": False}
-    assert kafka_python_options(options, "consumer") == {**common, "session_timeout_ms": 45000}
-    assert kafka_python_options(options, "producer") == {**common, "acks": -1}
-
-
-def test_kafka_python_refuses_an_unknown_option_by_name_only() -> None:
-    with pytest.raises(ConfigError, match=r"kafka\.options\.sasl\.oauthbearer\.config") as caught:
-        kafka_python_options({"sasl.oauthbearer.config": "secret-token-value"}, "consumer")
-    assert "secret-token-value" not in str(caught.value)
-
-
-def test_every_translated_option_is_a_kafka_python_keyword() -> None:
-    accepted = {"consumer": kafka.KafkaConsumer.DEFAULT_CONFIG, "producer": kafka.KafkaProducer.DEFAULT_CONFIG}
-    for name, (keyword, _, roles) in KAFKA_PYTHON_OPTIONS.items():
-        for role in roles:
-            assert keyword in accepted[role], f"{name} -> {keyword} is not a {role} keyword"
 
 
 def _produce_answers(bootstrap: str, topic: str, count: int, pad: int) -> None:
