@@ -103,6 +103,10 @@ class Ingest:
             for topic, routes in self.routes.items()
             if all(route.role != "feedback" and route.decoder.plain_names for route in routes)
         }
+        # topic -> both of the above: one lookup a record on the hot path
+        self._by_topic: dict[str, tuple[list[Route], dict[str, Route] | None]] = {
+            topic: (routes, self.plain_routes.get(topic)) for topic, routes in self.routes.items()
+        }
         # (deployment, reason) -> dead letters so far
         self.dead_letters: dict[tuple[str, str], int] = {}
         # (topic, partition) -> next offset to read: what a checkpoint or a commit stores
@@ -122,14 +126,13 @@ class Ingest:
         ``ts`` field nor a Kafka timestamp.
         """
         dead: list[DeadLetter] = []
-        routes_by_topic, plain_routes = self.routes, self.plain_routes
+        by_topic = self._by_topic
         max_bytes = self.max_bytes
         for record in records:
-            routes = routes_by_topic[record.topic]
+            routes, plain = by_topic[record.topic]
             route = routes[0]
             try:
                 value = record.value
-                plain = plain_routes.get(record.topic)
                 if plain is not None and value and len(value) <= max_bytes:
                     prediction = plain_prediction(value, record.timestamp or now)
                     if prediction is not None and (target := plain.get(prediction.deployment)) is not None:
