@@ -80,6 +80,12 @@ def evidence_settings(settings: DeploymentSettings) -> EvidenceSettings:
     )
 
 
+def _unknown_deployment(name: str, routes: list[Route]) -> EventError:
+    """The error for an event naming a deployment that the topic it came from does not feed."""
+    known = ", ".join(sorted(route.state.name for route in routes))
+    return EventError(UNKNOWN_DEPLOYMENT, f"deployment {name[:64]!r} is not configured on this topic ({known})")
+
+
 class Ingest:
     """Routes, decodes and folds records into the deployments' states."""
 
@@ -135,7 +141,10 @@ class Ingest:
                 value = record.value
                 if plain is not None and value and len(value) <= max_bytes:
                     prediction = plain_prediction(value, record.timestamp or now)
-                    if prediction is not None and (target := plain.get(prediction.deployment)) is not None:
+                    if prediction is not None:
+                        target = plain.get(prediction.deployment)
+                        if target is None:  # well-formed, for a deployment not here: no second parse
+                            raise _unknown_deployment(prediction.deployment, routes)
                         target.state.add_prediction(target.role, prediction)
                         continue
                 obj = load_object(value, max_bytes)
@@ -169,8 +178,7 @@ class Ingest:
         for route in routes:
             if route.decoder.deployment_of(obj) == route.state.name:
                 return route
-        known = ", ".join(sorted(r.state.name for r in routes))
-        raise EventError(UNKNOWN_DEPLOYMENT, f"deployment {name[:64]!r} is not configured on this topic ({known})")
+        raise _unknown_deployment(name, routes)
 
     @property
     def processed(self) -> int:

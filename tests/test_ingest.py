@@ -207,3 +207,20 @@ def test_fuzz_every_record_is_processed_or_dead_lettered(rows: list[tuple[str, b
     assert ingest.consumed == len(rows) == ingest.processed + ingest.dead_lettered
     assert len(dead) == ingest.dead_lettered
     assert {letter.reason for letter in dead} <= set(REASONS)
+
+
+def test_a_deployment_not_fed_by_the_topic_is_refused_alike_on_either_path() -> None:
+    ingest = Ingest(settings())
+    batch = Batch()
+    # A prediction takes the one-pass path; feedback the general one.
+    prediction = batch.add("shared.live", payload("nobody", "x1"))
+    feedback = batch.add("shared.fb", orjson.dumps({"request_id": "x1", "deployment": "nobody", "correct": True}))
+    single = batch.add("d.live", payload("nobody", "x2"))
+    dead = ingest.process(batch.records, now=NOW)
+    shared_detail = "deployment 'nobody' is not configured on this topic (chat, mail)"
+    assert [(letter.record, letter.reason, letter.detail, letter.deployment) for letter in dead] == [
+        (prediction, "unknown_deployment", shared_detail, None),
+        (feedback, "unknown_deployment", shared_detail, None),
+        (single, "unknown_deployment", "deployment 'nobody' is not configured on this topic (docs)", "docs"),
+    ]
+    assert ingest.consumed == ingest.processed + ingest.dead_lettered
