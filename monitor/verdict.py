@@ -164,11 +164,12 @@ def decide(
     if failed:
         return "no_go", failed
     warnings = [f"warning: {r.detail}" for r in results if r.status in ("warn", "fail")]
-    waiting = [
+    # Several checks waiting for the same samples say the same sentence: it is given once.
+    waiting = list(dict.fromkeys(
         r.detail
         for r in blocking
         if r.status == "insufficient_data" and (r.name not in FEEDBACK_CHECKS or settings.policy.require_feedback)
-    ]
+    ))
     if waiting:
         policy = settings.policy
         over_samples = policy.max_samples is not None and canary_samples >= policy.max_samples

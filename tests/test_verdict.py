@@ -162,7 +162,14 @@ def test_collapsed_canary_is_no_go_for_collapse_and_divergence() -> None:
 def test_too_few_samples_is_pending_and_never_go() -> None:
     verdict = evaluate(deployment({"min_samples": 400}), state_with([50, 30, 20], [50, 30, 20]))
     assert verdict.verdict == "pending"
-    assert {check.status for check in verdict.checks if check.blocking} == {"insufficient_data"}
+    waiting = [check for check in verdict.checks if check.blocking]
+    assert {check.status for check in waiting} == {"insufficient_data"}
+    # Checks waiting for the same samples say the same sentence: the reasons give it once.
+    details = [check.detail for check in waiting]
+    repeated = {detail for detail in details if details.count(detail) > 1}
+    assert repeated
+    assert repeated <= set(verdict.reasons)
+    assert len(verdict.reasons) == len(set(verdict.reasons))
 
 
 def test_max_samples_reached_while_insufficient_is_inconclusive() -> None:
