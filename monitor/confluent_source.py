@@ -133,11 +133,6 @@ class ConfluentSource(AssignedSource):
         except KafkaException as error:
             self._note_error(f"cannot commit offsets: {kafka_error_text(error)}")
 
-    def seek(self, positions: Positions) -> None:
-        """Read these partitions from these offsets next; kept until the partition is assigned."""
-        self._pending_seeks.update(positions)
-        self._apply_pending_seeks()
-
     def close(self) -> None:
         """Leave the group and close the consumer; in-flight commits are completed first by librdkafka."""
         if not self._closed:

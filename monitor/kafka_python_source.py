@@ -112,11 +112,6 @@ class KafkaPythonSource(AssignedSource):
         except kafka.errors.KafkaError as error:
             self._note_error(f"cannot commit offsets: {type(error).__name__}: {error}")
 
-    def seek(self, positions: Positions) -> None:
-        """Read these partitions from these offsets next; kept until the partition is assigned."""
-        self._pending_seeks.update(positions)
-        self._apply_pending_seeks()
-
     def close(self) -> None:
         """Leave the group and close the consumer."""
         if not self._closed:

@@ -111,6 +111,15 @@ class AssignedSource:
     def _pause_resume(self, pause: list[PartitionKey], resume: list[PartitionKey]) -> None:
         raise NotImplementedError
 
+    def seek(self, positions: Positions) -> None:
+        """Read these partitions from these offsets next; kept until the partition is assigned."""
+        self._pending_seeks.update(positions)
+        self._apply_pending_seeks()
+
+    def _apply_pending_seeks(self) -> None:
+        """Seek the partitions of the pending seeks that are assigned now (the client's own way)."""
+        raise NotImplementedError
+
     def ready(self) -> tuple[bool, str]:
         """Whether every input partition is assigned (group mode: the group's share), and why not."""
         if self._closed:
