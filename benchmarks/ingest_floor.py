@@ -24,42 +24,26 @@ So their ratios are upper bounds of what any pure-Python ingest with a join reac
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 
 import orjson
-from confluent_kafka import Consumer, Message, TopicPartition
-from throughput import produce  # this script's neighbour: the same events as the throughput benchmark
+from confluent_kafka import Message
+
+# this script's neighbour: the same events, consumer and baseline as the throughput benchmark
+from throughput import Work, parse_only, produce_elsewhere, timed_consume
 
 from monitor.broker import EmbeddedBroker
-from monitor.confluent_source import CONSUMER_DEFAULTS
 from monitor.events import plain_prediction
 from monitor.kafka_topics import ensure_topics
 from monitor.server import tune_garbage_collection
 
-Work = Callable[[list[Message]], int]
 
-
-# Each loop checks message.error() as the throughput benchmark's baseline does. The loops are
-# written out, not composed from shared steps, on purpose: a call or a branch per event would
-# be timed too, and each consumer must cost exactly its own work.
-def parse_orjson() -> Work:
-    loads = orjson.loads
-
-    def work(messages: list[Message]) -> int:
-        seen = 0
-        for message in messages:
-            if message.error() is None:
-                loads(message.value())
-                seen += 1
-        return seen
-    return work
-
-
+# Each loop checks message.error() as the throughput benchmark's baseline (parse_only) does. The
+# loops are written out, not composed from shared steps, on purpose: a call or a branch per event
+# would be timed too, and each consumer must cost exactly its own work.
 def parse_msgspec() -> Work:
     def work(messages: list[Message]) -> int:
         seen = 0
@@ -131,27 +115,9 @@ def count_bounded_join(max_open: int = 100_000) -> Work:
 
 
 CONSUMERS: dict[str, Callable[[], Work]] = {
-    "orjson": parse_orjson, "msgspec": parse_msgspec, "count": count, "count_join": count_join,
+    "orjson": lambda: parse_only, "msgspec": parse_msgspec, "count": count, "count_join": count_join,
     "count_bounded_join": count_bounded_join,
 }
-
-
-def consume(bootstrap: str, topics: list[str], total: int, make_work: Callable[[], Work]) -> float:
-    """Seconds a consumer takes to read every message and do its work on each, from its first records on."""
-    consumer = Consumer({**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": f"floor-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    consumer.assign([TopicPartition(topic, 0, 0) for topic in topics])
-    work = make_work()
-    seen, started = 0, None
-    while seen < total:
-        messages = consumer.consume(num_messages=5000, timeout=1.0)
-        if started is None and messages:
-            started = time.perf_counter()
-        seen += work(messages)
-    assert started is not None
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return elapsed
 
 
 def main() -> None:
@@ -167,18 +133,12 @@ def main() -> None:
     topics = [f"floor.live.{suffix}", f"floor.canary.{suffix}"]
     try:
         ensure_topics(broker.bootstrap, topics)
-        producer = multiprocessing.get_context("spawn").Process(
-            target=produce, args=(broker.bootstrap, *topics, args.events, args.unpaired)
-        )
-        producer.start()
-        producer.join()
-        if producer.exitcode != 0:
-            raise SystemExit("producing the events failed")
+        produce_elsewhere(broker.bootstrap, *topics, args.events, args.unpaired)
         best: dict[str, float] = {}
         for round_no in range(1, args.rounds + 1):
             for name, make_work in CONSUMERS.items():
                 print(f"round {round_no}: {name} ...", file=sys.stderr)
-                elapsed = consume(broker.bootstrap, topics, args.events, make_work)
+                elapsed = timed_consume(broker.bootstrap, topics, args.events, make_work())
                 best[name] = min(best.get(name, elapsed), elapsed)
     finally:
         broker.stop()

@@ -22,9 +22,10 @@ import multiprocessing
 import sys
 import time
 import uuid
+from collections.abc import Callable
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from monitor.broker import EmbeddedBroker
 from monitor.config import parse_config
@@ -63,27 +64,53 @@ def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, u
     producer.flush(120)
 
 
-def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
-    """Seconds a bare consumer takes to read and JSON-parse every message."""
-    # The sidecar's own librdkafka settings: the baseline reads as fast as the sidecar's source could.
-    consumer = Consumer({**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": f"decode-{uuid.uuid4()}",
+def produce_elsewhere(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int) -> None:
+    """produce() from a process of its own, so that this one's peak RSS is the consumer side alone."""
+    producer = multiprocessing.get_context("spawn").Process(
+        target=produce, args=(bootstrap, live_topic, canary_topic, n_events, unpaired)
+    )
+    producer.start()
+    producer.join()
+    if producer.exitcode != 0:
+        raise SystemExit("producing the events failed")
+
+
+Work = Callable[[list[Message]], int]
+
+
+def parse_only(messages: list[Message]) -> int:
+    """The baseline's work on a batch: parse each message's JSON, nothing more; how many it parsed."""
+    loads = orjson.loads
+    seen = 0
+    for message in messages:
+        if message.error() is None:
+            loads(message.value())
+            seen += 1
+    return seen
+
+
+def timed_consume(bootstrap: str, topics: list[str], total: int, work: Work) -> float:
+    """Seconds a bare consumer takes to read ``total`` messages and do ``work`` on each batch,
+    from its first records on (as for the sidecar)."""
+    # The sidecar's own librdkafka settings: the consumer reads as fast as the sidecar's source could.
+    consumer = Consumer({**CONSUMER_DEFAULTS, "bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0) for topic in topics])
-    seen = 0
-    started = None
-    loads = orjson.loads
+    seen, started = 0, None
     while seen < total:
         messages = consumer.consume(num_messages=5000, timeout=1.0)
         if started is None and messages:
-            started = time.perf_counter()  # from the first fetch answer on, as for the sidecar
-        for message in messages:
-            if message.error() is None:
-                loads(message.value())
-                seen += 1
+            started = time.perf_counter()
+        seen += work(messages)
     assert started is not None
     elapsed = time.perf_counter() - started
     consumer.close()
     return elapsed
+
+
+def decode_only(bootstrap: str, topics: list[str], total: int) -> float:
+    """Seconds a bare consumer takes to read and JSON-parse every message."""
+    return timed_consume(bootstrap, topics, total, parse_only)
 
 
 def decode_only_elsewhere(bootstrap: str, topics: list[str], total: int, tuned_gc: bool) -> float:
@@ -171,14 +198,7 @@ def main() -> None:
     live, canary = f"bench.live.{suffix}", f"bench.canary.{suffix}"
     try:
         ensure_topics(bootstrap, [live, canary, f"{live}.fb"])
-        # Produced from another process, so this one's peak RSS is the consumer side alone.
-        producer = multiprocessing.get_context("spawn").Process(
-            target=produce, args=(bootstrap, live, canary, args.events, args.unpaired)
-        )
-        producer.start()
-        producer.join()
-        if producer.exitcode != 0:
-            raise SystemExit("producing the events failed")
+        produce_elsewhere(bootstrap, live, canary, args.events, args.unpaired)
         # Interleaved rounds, best of each: neither side profits from going first or second.
         baseline_runs, ingest_runs, ingest_peaks = [], [], []
         for round_no in range(1, args.rounds + 1):

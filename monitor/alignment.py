@@ -34,8 +34,6 @@ from monitor.records import Record
 PartitionKey = tuple[str, int]
 # While records are held, how often the partitions' progress is looked at again when nothing new comes.
 HELD_RECHECK_S = 0.05
-# What a held record costs beyond its value and key, roughly: the object around them.
-_OVERHEAD = 100
 
 
 @dataclass
@@ -118,7 +116,6 @@ class EventTimeAlignment:
     ) -> list[Record]:
         """Queue the batch, then take from each queue what is due."""
         held, held_bytes = self.held, self.held_bytes
-        # Hot path while catching up (every record passes here): the size is written out, not called.
         for record in records:
             key = (record.topic, record.partition)
             queue = held.get(key)
@@ -126,7 +123,7 @@ class EventTimeAlignment:
                 queue = held[key] = deque()
                 held_bytes[key] = 0
             queue.append(record)
-            held_bytes[key] += len(record.value or b"") + len(record.key or b"") + _OVERHEAD
+            held_bytes[key] += _size(record)
         runs: list[tuple[PartitionKey, list[Record]]] = []
         for key, queue in held.items():
             # No run can give more than the cap: scanning past it would only scan the same records
@@ -162,7 +159,7 @@ class EventTimeAlignment:
                 popleft = queue.popleft
                 for _ in range(len(run)):
                     popleft()
-                held_bytes[key] -= sum(len(r.value or b"") + len(r.key or b"") for r in run) + _OVERHEAD * len(run)
+                held_bytes[key] -= sum(map(_size, run))
         return ready
 
     def wait_s(self, remaining_s: float) -> float:
@@ -209,3 +206,6 @@ def _time(record: Record) -> float:
     return record.timestamp if record.timestamp is not None else float("-inf")
 
 
+def _size(record: Record) -> int:
+    """What a held record costs, roughly: its value and key, and the object around them."""
+    return len(record.value or b"") + len(record.key or b"") + 100

@@ -86,6 +86,13 @@ def _unknown_deployment(name: str, routes: list[Route]) -> EventError:
     return EventError(UNKNOWN_DEPLOYMENT, f"deployment {name[:64]!r} is not configured on this topic ({known})")
 
 
+def _plain_routes(routes: list[Route]) -> dict[str, Route] | None:
+    """Deployment name -> route when every route of a topic takes plain predictions, else None."""
+    if all(route.role != "feedback" and route.decoder.plain_names for route in routes):
+        return {route.state.name: route for route in routes}
+    return None
+
+
 class Ingest:
     """Routes, decodes and folds records into the deployments' states."""
 
@@ -102,16 +109,10 @@ class Ingest:
                 topic = getattr(deployment.topics, role)
                 route = Route(self.states[deployment.name], role, decoder)
                 self.routes.setdefault(topic, []).append(route)
-        # topic -> deployment name -> route, for topics of predictions with the contract's field
-        # names only (shared or not): their messages take plain_prediction's one pass.
-        self.plain_routes: dict[str, dict[str, Route]] = {
-            topic: {route.state.name: route for route in routes}
-            for topic, routes in self.routes.items()
-            if all(route.role != "feedback" and route.decoder.plain_names for route in routes)
-        }
-        # topic -> both of the above: one lookup a record on the hot path
+        # topic -> its routes, and (for topics of predictions with the contract's field names only,
+        # shared or not) deployment name -> route: their messages take plain_prediction's one pass.
         self._by_topic: dict[str, tuple[list[Route], dict[str, Route] | None]] = {
-            topic: (routes, self.plain_routes.get(topic)) for topic, routes in self.routes.items()
+            topic: (routes, _plain_routes(routes)) for topic, routes in self.routes.items()
         }
         # (deployment, reason) -> dead letters so far
         self.dead_letters: dict[tuple[str, str], int] = {}

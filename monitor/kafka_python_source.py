@@ -13,7 +13,6 @@ from monitor.config import KafkaSettings
 from monitor.errors import ConfigError, DriftgateError
 from monitor.kafka_options import kafka_python_options, unreachable
 from monitor.kafka_source import (
-    COMMIT_TIMEOUT_S,
     PROBE_INTERVAL_S,
     AssignedSource,
     PartitionKey,
@@ -23,6 +22,8 @@ from monitor.kafka_source import (
 from monitor.records import Record
 
 log = logging.getLogger(__name__)
+
+COMMIT_TIMEOUT_S = 10.0
 
 
 class KafkaPythonSource(AssignedSource):

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 PartitionKey = tuple[str, int]
 Positions = dict[PartitionKey, int]
 
-COMMIT_TIMEOUT_S = 10.0
 METADATA_RETRY_S = 1.0
 PROBE_INTERVAL_S = 2.0
 
