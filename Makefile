@@ -29,9 +29,7 @@ prometheus:
 demo: $(STAMP)
 	$(BIN)/driftgate demo $(ARGS)
 
-test: $(STAMP) chromium prometheus
-	$(BIN)/ruff check monitor tests benchmarks
-	$(BIN)/mypy monitor
+test: $(STAMP) chromium prometheus lint typecheck
 	# pytest exits 5 when it collected no tests: not a failure of the code.
 	$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0; exit $$status
 
@@ -41,8 +39,10 @@ unit: $(STAMP)
 integration: $(STAMP) chromium prometheus
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
+# ruff, then the layer contract of pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy monitor
@@ -58,9 +58,9 @@ bench: $(STAMP)
 FUZZ_SECONDS ?= 600
 fuzz: $(STAMP)
 	mkdir -p test-artifacts/fuzz-corpus
-	cd test-artifacts && $(abspath $(BIN))/python $(abspath tests/test_fuzz.py) -max_total_time=$(FUZZ_SECONDS) fuzz-corpus
+	cd test-artifacts && $(abspath $(BIN))/python $(abspath tests/unit/test_fuzz.py) -max_total_time=$(FUZZ_SECONDS) fuzz-corpus
 	DRIFTGATE_FUZZ_EXAMPLES=20000 DRIFTGATE_SCHEMA_EXAMPLES=2000 \
-		$(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py tests/test_api_schema.py
+		$(BIN)/python -m pytest -p no:cacheprovider tests/unit/test_fuzz.py tests/unit/api/test_app_schema.py
 
 docs: $(STAMP)
 	$(BIN)/python -c "from pathlib import Path; from monitor.config import write_reference; write_reference(Path('README.md'))"

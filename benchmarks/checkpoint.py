@@ -30,12 +30,12 @@ from typing import Any
 
 import orjson
 
-from monitor.checkpoint import SqliteCheckpointStore, encode
 from monitor.config import Settings, StateSettings, parse_config
-from monitor.records import DeadLetter, Record
+from monitor.core.records import DeadLetter, Record
+from monitor.embedded.simulator import TrafficSimulator
 from monitor.server import tune_garbage_collection
-from monitor.service import Sidecar
-from monitor.simulator import TrafficSimulator
+from monitor.sidecar.checkpoint import SqliteCheckpointStore, encode
+from monitor.sidecar.service import Sidecar
 
 TOPICS = {"live": "bench.live", "canary": "bench.canary", "feedback": "bench.feedback"}
 BATCH = 5000  # kafka.max_poll_records' default

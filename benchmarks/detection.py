@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/detection.py`` (1 to 2 minutes on one core, about 300 MB; ``--quick`` for a smoke run).
 
-Traffic model: the demo's (``monitor.simulator``): classes invoice, contract, other
+Traffic model: the demo's (``monitor.embedded.simulator``): classes invoice, contract, other
 with true mix 0.5 / 0.3 / 0.2; live is right 90% of the time, its errors spread
 evenly over the other classes. Every request is answered by both models (shadow
 traffic); 30% of requests get a true label (feedback). Scenarios for the canary:
@@ -22,7 +22,7 @@ traffic); 30% of requests get a true label (feedback). Scenarios for the canary:
 - ``accuracy drop``: it answers on its own and is right 85% of the time, 5 points
   below live.
 
-For each: (a) driftgate's sequential checks (``monitor.stats.sequential``) read after
+For each: (a) driftgate's sequential checks (``monitor.core.stats.sequential``) read after
 every canary event; (b) a chi-square test of homogeneity on a sliding window of
 the last 1,000 requests, repeated every 100 events at p < 0.05 (what most monitors
 do); (c) a single fixed-horizon test at the sample size that gives it 80% power on
@@ -54,9 +54,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from scipy.stats import chi2
 
-from monitor.simulator import CLASSES, TRUE_MIX, TrafficSimulator
-from monitor.stats.divergence import chi2_homogeneity
-from monitor.stats.sequential import PairedAccuracy, PairedDifference, RateBelow
+from monitor.core.stats.divergence import chi2_homogeneity
+from monitor.core.stats.sequential import PairedAccuracy, PairedDifference, RateBelow
+from monitor.embedded.simulator import CLASSES, TRUE_MIX, TrafficSimulator
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -355,7 +355,7 @@ def check_chi2_against_library(rng: np.random.Generator) -> None:
     ours = chi2_p_values(first, second)
     reference = [chi2_homogeneity(a, b).p_value for a, b in zip(first, second, strict=True)]
     if not np.allclose(ours, reference, rtol=1e-9, atol=1e-12):
-        raise AssertionError("vectorised chi-square differs from monitor.stats.divergence.chi2_homogeneity")
+        raise AssertionError("vectorised chi-square differs from monitor.core.stats.divergence.chi2_homogeneity")
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from monitor.feature_checks import column_tests
-from monitor.state.features import FeatureLayout, FeatureStats
+from monitor.core.feature_checks import column_tests
+from monitor.core.state.features import FeatureLayout, FeatureStats
 
 
 def tables(rows: int, features: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -29,13 +29,13 @@ from typing import Any
 import orjson
 from throughput import produce
 
-from monitor.broker import EmbeddedBroker
 from monitor.config import parse_config
-from monitor.elasticsearch_server import EmbeddedElasticsearch
-from monitor.elasticsearch_sink import ElasticsearchSink
-from monitor.kafka_topics import ensure_topics
-from monitor.loopback import free_port
+from monitor.embedded.broker import EmbeddedBroker
+from monitor.embedded.elasticsearch import EmbeddedElasticsearch
+from monitor.embedded.loopback import free_port
+from monitor.kafka.topics import ensure_topics
 from monitor.server import build_sidecar, stop_elasticsearch, tune_garbage_collection
+from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 
 MODES = ("none", "indexing", "unreachable")
 

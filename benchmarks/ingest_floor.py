@@ -35,9 +35,9 @@ from confluent_kafka import Message
 # this script's neighbour: the same events, consumer and baseline as the throughput benchmark
 from throughput import Work, parse_only, produce_elsewhere, timed_consume
 
-from monitor.broker import EmbeddedBroker
-from monitor.events import plain_prediction
-from monitor.kafka_topics import ensure_topics
+from monitor.core.events import plain_prediction
+from monitor.embedded.broker import EmbeddedBroker
+from monitor.kafka.topics import ensure_topics
 from monitor.server import tune_garbage_collection
 
 

@@ -27,12 +27,12 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from monitor.broker import EmbeddedBroker
 from monitor.config import parse_config
-from monitor.confluent_source import CONSUMER_DEFAULTS
-from monitor.ingest import Ingest
-from monitor.kafka_source import open_source
-from monitor.kafka_topics import ensure_topics
+from monitor.core.ingest import Ingest
+from monitor.embedded.broker import EmbeddedBroker
+from monitor.kafka.confluent_source import CONSUMER_DEFAULTS
+from monitor.kafka.connect import open_source
+from monitor.kafka.topics import ensure_topics
 from monitor.server import tune_garbage_collection
 
 CLASSES = ("invoice", "contract", "other")

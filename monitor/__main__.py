@@ -1,5 +1,5 @@
 """``python -m monitor`` is the ``driftgate`` command."""
 
-from monitor.cli import main
+from monitor.cli.app import main
 
 main()

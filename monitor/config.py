@@ -10,13 +10,16 @@ import copy
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from monitor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from monitor.core.profile import ReferenceProfile
 
 ENV_PREFIX = "DRIFTGATE__"
 TOKEN_ENV = "DRIFTGATE_API_TOKEN"
@@ -379,6 +382,21 @@ class PolicySettings(Section):
     checks: ChecksSettings = Field(default_factory=ChecksSettings)
 
 
+def profile_at(path: Path) -> ReferenceProfile:
+    """The profile in a file, for checking the config against it (ValueError says what is wrong).
+
+    The sidecar reads its profiles once more when it is assembled (monitor.reports.profile_file).
+    """
+    from monitor.core.profile import ProfileError, decode_profile
+
+    try:
+        return decode_profile(path.read_bytes(), str(path))
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except ProfileError as error:
+        raise ValueError(str(error)) from None
+
+
 class ReferenceSettings(Section):
     class_distribution: dict[str, float] | None = Field(
         None, description="Class shares of the reference (test) set, e.g. {invoice: 0.5, ...}."
@@ -393,12 +411,7 @@ class ReferenceSettings(Section):
     @classmethod
     def _readable_profile(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from monitor.profile import ProfileError, read_profile
-
-            try:
-                read_profile(value)
-            except ProfileError as error:
-                raise ValueError(str(error)) from None
+            profile_at(value)
         return value
 
     @field_validator("class_distribution")
@@ -469,9 +482,7 @@ class DeploymentSettings(Section):
                     f"reference.class_distribution names classes not in classes: {', '.join(unknown)}"
                 )
         if self.reference.profile is not None:
-            from monitor.profile import read_profile
-
-            profile = read_profile(self.reference.profile)
+            profile = profile_at(self.reference.profile)
             if profile.deployment != self.name:
                 raise ValueError(
                     f"reference.profile {self.reference.profile} was built for deployment {profile.deployment!r}, "

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 
-from monitor.api import create_app
+from monitor.api.app import create_app
 from monitor.config import Settings
-from monitor.kafka_sink import KafkaSink
-from monitor.kafka_source import open_source
-from monitor.kafka_topics import ensure_topics
-from monitor.loopback import free_port
-from monitor.service import Sidecar, Source
-from monitor.webhooks import WebhookDispatcher
+from monitor.kafka.connect import open_source
+from monitor.kafka.sink import KafkaSink
+from monitor.kafka.topics import ensure_topics
+from monitor.sidecar.service import Sidecar, Source
+from monitor.sinks.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +71,7 @@ def build_sidecar(settings: Settings) -> Sidecar:
         sidecar.delivery_counts = dispatcher.counts
     if settings.elasticsearch is not None:
         # Imported only when configured: the client brings pyarrow along when it is installed (60 MB).
-        from monitor.elasticsearch_sink import SinkCollector, open_sink
+        from monitor.sinks.elasticsearch.sink import SinkCollector, open_sink
 
         sink = open_sink(settings)
         sidecar.listeners.append(sink)
@@ -94,9 +91,9 @@ def stop_webhooks(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
 
 def stop_elasticsearch(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
     """Send the sidecar's last Elasticsearch documents (after it stopped); what is left waits on disk."""
-    if "monitor.elasticsearch_sink" not in sys.modules:
+    if "monitor.sinks.elasticsearch.sink" not in sys.modules:
         return  # no sink was ever configured
-    from monitor.elasticsearch_sink import ElasticsearchSink
+    from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 
     for listener in sidecar.listeners:
         if isinstance(listener, ElasticsearchSink):
@@ -159,34 +156,3 @@ def run(settings: Settings) -> None:
         stop_webhooks(sidecar)
         stop_elasticsearch(sidecar)
         log.info("stopped")
-
-
-class ApiThread:
-    """The API served from a background thread (for the demo and tests)."""
-
-    def __init__(self, settings: Settings, sidecar: Sidecar, port: int | None = None) -> None:
-        self.port = port or (settings.api.port or free_port(settings.api.host))
-        self.host = settings.api.host
-        self.server = ApiServer(uvicorn_config(settings, sidecar, self.port))
-        # uvicorn installs signal handlers only from the main thread, so the owner keeps them.
-        self.thread = threading.Thread(target=self._serve, name="driftgate-api", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def _serve(self) -> None:
-        asyncio.run(self.server.serve())
-
-    def start(self, timeout_s: float = 10.0) -> ApiThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError(f"the API did not start on {self.url}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
-from monitor.elasticsearch_server import EmbeddedElasticsearch
+from monitor.embedded.broker import EmbeddedBroker
+from monitor.embedded.elasticsearch import EmbeddedElasticsearch
 
 
 @pytest.fixture(scope="session")

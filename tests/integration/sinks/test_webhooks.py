@@ -1,0 +1,478 @@
+"""Tests of monitor.sinks.webhooks: what is sent, and delivery to a real HTTP receiver on loopback.
+
+The receiver is a ``ThreadingHTTPServer`` answering from a script of status codes, so a test
+can make it fail a few times, refuse, or hold a request open. The last test wires the
+dispatcher into a sidecar built by ``monitor.server.build_sidecar`` and feeds it through the
+real broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from monitor.config import WebhookSettings, parse_config
+from monitor.core.checks import CheckResult
+from monitor.core.verdict import Verdict
+from monitor.embedded.loopback import free_port
+from monitor.embedded.simulator import TrafficSimulator
+from monitor.errors import ConfigError
+from monitor.server import build_sidecar, stop_webhooks
+from monitor.sinks.webhooks import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    DeliveryKey,
+    WebhookDispatcher,
+    figures_table,
+    idempotency_key,
+    retry_delay,
+    signature,
+    slack_message,
+    url_host,
+)
+
+SECRET = "s3cret-for-tests"
+FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0}
+
+
+def make_verdict(verdict: str = "no_go", evaluated_at: str = "2026-11-23T10:05:00.000Z") -> Verdict:
+    checks = [
+        CheckResult("class_divergence", "fail", 0.412, 0.05,
+                    "canary class distribution differs from live: JS distance 0.412 > 0.050", True),
+        CheckResult("collapse", "fail", 0.95, 0.8,
+                    "canary collapsed onto 'invoice': 95% of its answers (live: 50%), over the limit of 80%", True),
+        CheckResult("disagreement", "warn", 0.31, 0.2, "the models disagree on 31% of 4980 shared requests", False),
+    ]
+    reasons = ["every blocking check passes"]
+    if verdict == "no_go":
+        reasons = [c.detail for c in checks if c.status == "fail"]
+    return Verdict(
+        "doc-classifier", verdict, reasons, checks,  # type: ignore[arg-type]
+        {"live": 5120, "canary": 5034, "feedback": 812, "spotcheck_labels": 0},
+        "v41", "v42", evaluated_at,
+    )
+
+
+# -- a receiver on loopback ---------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records every POST and answers from a script of statuses."""
+
+    def __init__(self, statuses: Iterable[int] = (), hold: threading.Event | None = None) -> None:
+        self.requests: list[Received] = []
+        self.entered = threading.Event()
+        self._statuses = deque(statuses)
+        self._hold = hold
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/driftgate"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.entered.set()
+                if receiver._hold is not None:
+                    receiver._hold.wait(10)
+                with receiver._lock:
+                    status = receiver._statuses.popleft() if receiver._statuses else 200
+                    receiver.requests.append(Received(dict(self.headers.items()), body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        return Handler
+
+    def wait_for(self, n: int, timeout_s: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= n:
+                    return list(self.requests)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {n} requests, got {len(self.requests)}")
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._hold is not None:
+            self._hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hook(url: str, **options: Any) -> WebhookSettings:
+    return WebhookSettings.model_validate({"url": url, **FAST, **options})
+
+
+@pytest.fixture
+def dispatchers() -> Iterator[list[WebhookDispatcher]]:
+    """Dispatchers made by a test, stopped at its end whatever happens."""
+    made: list[WebhookDispatcher] = []
+    yield made
+    for dispatcher in made:
+        dispatcher.stop(1.0)
+
+
+def dispatcher_for(made: list[WebhookDispatcher], *hooks: WebhookSettings) -> WebhookDispatcher:
+    dispatcher = WebhookDispatcher(list(hooks), ["doc-classifier"])
+    made.append(dispatcher)
+    return dispatcher
+
+
+def wait_counts(dispatcher: WebhookDispatcher, outcome: str, n: int, timeout_s: float = 10.0) -> dict[str, int]:
+    """Wait until an outcome reaches n; return the totals per outcome."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        totals: dict[str, int] = {}
+        for key, value in dispatcher.counts().items():
+            totals[key.outcome] = totals.get(key.outcome, 0) + value
+        if totals.get(outcome, 0) >= n or time.monotonic() > deadline:
+            return totals
+        time.sleep(0.01)
+
+
+# -- what is sent (no server) -------------------------------------------------------------------
+
+
+def test_signature_is_the_hex_hmac_sha256_of_the_body() -> None:
+    body = b'{"verdict":"go"}'
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert signature(SECRET, body) == f"sha256={expected}"
+
+
+def test_idempotency_key_names_one_verdict_change() -> None:
+    first = make_verdict().to_dict()
+    assert idempotency_key(first) == idempotency_key(make_verdict().to_dict())
+    assert idempotency_key(first) != idempotency_key(make_verdict("go").to_dict())
+    assert idempotency_key(first) != idempotency_key(make_verdict(evaluated_at="2026-11-23T10:06:00.000Z").to_dict())
+    assert len(idempotency_key(first)) == 64
+
+
+def test_url_host_leaves_out_path_query_and_credentials() -> None:
+    assert url_host("https://hooks.example/services/T0/B0/XXXX?x=1") == "hooks.example"
+    assert url_host("http://user:pw@127.0.0.1:9000/a") == "127.0.0.1:9000"
+
+
+def test_retry_delay_is_full_jitter_under_a_doubling_cap() -> None:
+    import random
+
+    rng = random.Random(3)
+    for attempt in range(1, 12):
+        ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
+        delays = [retry_delay(attempt, 0.5, 30.0, rng) for _ in range(200)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # jitter spans the whole range, not a sliver of it
+
+
+def test_slack_message_asks_the_question_with_the_figures_side_by_side() -> None:
+    message = slack_message(make_verdict().to_dict())
+    assert "deploy v42?" in message["text"] and "NO-GO" in message["text"]
+    assert message["blocks"][0]["text"] == {"type": "plain_text", "text": "doc-classifier: deploy v42?"}
+    table = figures_table(make_verdict().to_dict())
+    header, predictions, *rest = table.splitlines()
+    assert header.split() == ["new", "v42", "baseline", "v41", "current", "limit", "status"]
+    assert predictions.split() == ["predictions", "5,034", "5,120"]
+    assert "JS distance to live" in table and "0.412" in table and "0.050" in table
+    assert any("largest class share" in row and "95%" in row and "80%" in row and "FAIL" in row for row in rest)
+    assert any("disagreement rate" in row and "31%" in row and "warn" in row for row in rest)
+    everything = orjson.dumps(message).decode()
+    assert table.replace("\n", "\\n") in everything
+    assert "canary collapsed onto 'invoice'" in everything
+
+
+def test_slack_message_for_a_go_and_a_pending_verdict() -> None:
+    go = slack_message(make_verdict("go").to_dict())
+    assert "GO" in go["text"] and "deploy v42?" in go["text"]
+    pending = Verdict("doc-classifier", "pending", ["no canary predictions yet"], [], {}, None, None, None)
+    message = slack_message(pending.to_dict())
+    assert "deploy the canary?" in message["text"] and "PENDING" in message["text"]
+
+
+def test_config_defaults_serve_and_a_bad_url_is_refused_by_key() -> None:
+    raw: dict[str, Any] = {"deployments": [{"name": "d"}], "webhooks": [{"url": "https://ci.example/hook"}]}
+    webhook = parse_config(raw, {}).webhooks[0]
+    assert (webhook.format, webhook.max_attempts, webhook.queue_size) == ("json", 6, 1000)
+    with pytest.raises(ConfigError, match=r"webhooks\[0\]\.url"):
+        parse_config({**raw, "webhooks": [{"url": "ci.example/hook"}]}, {})
+    with pytest.raises(ConfigError, match=r"webhooks\[0\]\.format"):
+        parse_config({**raw, "webhooks": [{"url": "https://x.example", "format": "teams"}]}, {})
+
+
+def test_retry_after_and_redirects_through_an_in_memory_transport() -> None:
+    answers = {"/slow": deque([httpx.Response(429, headers={"Retry-After": "0.2"}), httpx.Response(204)]),
+               "/moved": deque([httpx.Response(302, headers={"Location": "https://elsewhere.example/"})])}
+    seen: list[tuple[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, time.monotonic()))
+        return answers[request.url.path].popleft()
+
+    dispatcher = WebhookDispatcher(
+        [hook("http://in-memory.example/slow", backoff_s=0.001, max_backoff_s=1.0), hook("http://in-memory.example/moved")],
+        ["doc-classifier"], transport=httpx.MockTransport(answer),
+    )
+    dispatcher.notify(make_verdict())
+    dispatcher.stop(5.0)
+    slow = [t for path, t in seen if path == "/slow"]
+    assert len(slow) == 2 and slow[1] - slow[0] >= 0.19  # waited as long as the receiver asked
+    assert [path for path, _ in seen].count("/moved") == 1  # a redirect is an answer, not retried
+    counts = dispatcher.counts()
+    host = "in-memory.example"
+    assert counts[DeliveryKey("doc-classifier", host, "delivered")] == 1
+    assert counts[DeliveryKey("doc-classifier", host, "failed")] == 1
+    assert counts[DeliveryKey("doc-classifier", host, "retries")] == 1
+
+
+# -- delivery to a real receiver ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_signed_post_arrives_and_verifies(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver() as receiver:
+        dispatcher = dispatcher_for(dispatchers, hook(receiver.url, secret=SECRET))
+        verdict = make_verdict()
+        dispatcher.notify(verdict)
+        (request,) = receiver.wait_for(1)
+    assert request.body == orjson.dumps(verdict.to_dict())
+    expected = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(request.headers[SIGNATURE_HEADER], f"sha256={expected}")
+    assert request.headers[IDEMPOTENCY_HEADER] == idempotency_key(verdict.to_dict())
+    assert request.headers["Content-Type"] == "application/json"
+    assert wait_counts(dispatcher, "delivered", 1)["delivered"] == 1
+
+
+def example_receiver() -> ModuleType:
+    """examples/webhook_receiver.py, the verification the docs show."""
+    path = Path(__file__).resolve().parents[3] / "examples" / "webhook_receiver.py"
+    spec = importlib.util.spec_from_file_location("webhook_receiver", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+def test_the_documented_receiver_verifies_a_real_delivery(dispatchers: list[WebhookDispatcher]) -> None:
+    verified = example_receiver().verified
+    with Receiver() as receiver:
+        dispatcher_for(dispatchers, hook(receiver.url, secret=SECRET)).notify(make_verdict())
+        (request,) = receiver.wait_for(1)
+    assert verified(request.body, request.headers[SIGNATURE_HEADER], SECRET)
+    assert not verified(request.body + b" ", request.headers[SIGNATURE_HEADER], SECRET)
+    assert not verified(request.body, request.headers[SIGNATURE_HEADER], "another secret")
+    assert not verified(request.body, None, SECRET)
+
+
+@pytest.mark.integration
+def test_no_signature_header_without_a_secret(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver() as receiver:
+        dispatcher_for(dispatchers, hook(receiver.url)).notify(make_verdict())
+        (request,) = receiver.wait_for(1)
+    assert SIGNATURE_HEADER not in request.headers
+
+
+@pytest.mark.integration
+def test_three_failures_then_success_delivers_exactly_once_with_one_key(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver(statuses=[500, 503, 500, 200]) as receiver:
+        dispatcher = dispatcher_for(dispatchers, hook(receiver.url, secret=SECRET))
+        dispatcher(make_verdict())  # a dispatcher is itself a verdict listener
+        requests = receiver.wait_for(4)
+        totals = wait_counts(dispatcher, "delivered", 1)
+        time.sleep(0.2)  # nothing more may arrive once delivered
+        assert len(receiver.requests) == 4
+    assert [r.status for r in requests] == [500, 503, 500, 200]
+    assert len({r.headers[IDEMPOTENCY_HEADER] for r in requests}) == 1
+    assert len({r.body for r in requests}) == 1
+    assert sum(1 for r in requests if r.status == 200) == 1
+    assert totals == {"delivered": 1, "failed": 0, "dropped": 0, "retries": 3}
+
+
+@pytest.mark.integration
+def test_429_is_retried(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver(statuses=[429, 200]) as receiver:
+        dispatcher = dispatcher_for(dispatchers, hook(receiver.url))
+        dispatcher.notify(make_verdict())
+        receiver.wait_for(2)
+        assert wait_counts(dispatcher, "delivered", 1)["retries"] == 1
+
+
+@pytest.mark.integration
+def test_a_4xx_is_final_and_not_retried(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver(statuses=[400, 200]) as receiver:
+        dispatcher = dispatcher_for(dispatchers, hook(receiver.url))
+        dispatcher.notify(make_verdict())
+        receiver.wait_for(1)
+        totals = wait_counts(dispatcher, "failed", 1)
+        time.sleep(0.2)
+        assert len(receiver.requests) == 1
+    assert totals == {"delivered": 0, "failed": 1, "dropped": 0, "retries": 0}
+
+
+@pytest.mark.integration
+def test_an_unreachable_url_is_counted_failed_after_max_attempts(
+    dispatchers: list[WebhookDispatcher], caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()  # bound and released: nothing listens there
+    url = f"http://127.0.0.1:{port}/secret-path-token"
+    with caplog.at_level(logging.DEBUG, logger="monitor.sinks.webhooks"):
+        dispatcher = dispatcher_for(dispatchers, hook(url, secret=SECRET, max_attempts=3))
+        dispatcher.notify(make_verdict())
+        totals = wait_counts(dispatcher, "failed", 1)
+    assert totals == {"delivered": 0, "failed": 1, "dropped": 0, "retries": 2}
+    assert dispatcher.counts()[DeliveryKey("doc-classifier", f"127.0.0.1:{port}", "failed")] == 1
+    logged = " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "webhook delivery failed" in logged
+    assert SECRET not in logged and "secret-path-token" not in logged
+
+
+@pytest.mark.integration
+def test_a_full_queue_drops_the_oldest_and_counts_it(dispatchers: list[WebhookDispatcher]) -> None:
+    hold = threading.Event()
+    with Receiver(hold=hold) as receiver:
+        dispatcher = dispatcher_for(dispatchers, hook(receiver.url, queue_size=2))
+        stamps = [f"2026-11-23T10:0{i}:00.000Z" for i in range(5)]
+        dispatcher.notify(make_verdict(evaluated_at=stamps[0]))
+        assert receiver.entered.wait(5)  # the worker holds the first delivery open at the receiver
+        started = time.monotonic()
+        for stamp in stamps[1:]:
+            dispatcher.notify(make_verdict(evaluated_at=stamp))
+        assert time.monotonic() - started < 0.5  # notify never waits for the receiver
+        assert dispatcher.pending() == 2
+        hold.set()
+        requests = receiver.wait_for(3)
+        totals = wait_counts(dispatcher, "delivered", 3)
+    delivered = [orjson.loads(r.body)["evaluated_at"] for r in requests]
+    assert delivered == [stamps[0], stamps[3], stamps[4]]  # 1 and 2, the oldest waiting, were dropped
+    assert totals == {"delivered": 3, "failed": 0, "dropped": 2, "retries": 0}
+
+
+@pytest.mark.integration
+def test_slack_format_posts_the_question_and_figures(dispatchers: list[WebhookDispatcher]) -> None:
+    with Receiver() as receiver:
+        dispatcher_for(dispatchers, hook(receiver.url, format="slack", secret=SECRET)).notify(make_verdict())
+        (request,) = receiver.wait_for(1)
+    message = orjson.loads(request.body)
+    assert set(message) == {"text", "blocks"}
+    assert "deploy v42?" in message["text"]
+    text = orjson.dumps(message["blocks"]).decode()
+    assert "5,034" in text and "5,120" in text and "0.412" in text and "95%" in text and "31%" in text
+    assert request.headers[SIGNATURE_HEADER] == signature(SECRET, request.body)
+
+
+@pytest.mark.integration
+def test_each_url_has_its_own_queue(dispatchers: list[WebhookDispatcher]) -> None:
+    hold = threading.Event()
+    with Receiver(hold=hold) as slow, Receiver() as fast:
+        dispatcher = dispatcher_for(dispatchers, hook(slow.url), hook(fast.url))
+        dispatcher.notify(make_verdict())
+        fast.wait_for(1, timeout_s=2)  # not held up by the slow receiver
+        hold.set()
+        slow.wait_for(1)
+
+
+@pytest.mark.integration
+def test_stop_flushes_what_is_queued() -> None:
+    with Receiver() as receiver:
+        dispatcher = WebhookDispatcher([hook(receiver.url)])
+        for i in range(5):
+            dispatcher.notify(make_verdict(evaluated_at=f"2026-11-23T10:0{i}:00.000Z"))
+        dispatcher.stop(5.0)
+        assert len(receiver.requests) == 5
+        dispatcher.notify(make_verdict("go"))  # after stop: counted, not sent
+    assert sum(v for k, v in dispatcher.counts().items() if k.outcome == "dropped") == 1
+
+
+@pytest.mark.integration
+def test_stop_gives_up_on_a_receiver_that_keeps_failing() -> None:
+    with Receiver(statuses=[500] * 100) as receiver:
+        dispatcher = WebhookDispatcher([hook(receiver.url, max_attempts=100, backoff_s=0.5, max_backoff_s=0.5)])
+        dispatcher.notify(make_verdict())
+        dispatcher.notify(make_verdict("go"))
+        receiver.wait_for(1)
+        started = time.monotonic()
+        dispatcher.stop(0.3)
+        assert time.monotonic() - started < 2.5
+    totals: dict[str, int] = {}
+    for key, value in dispatcher.counts().items():
+        totals[key.outcome] = totals.get(key.outcome, 0) + value
+    # The first gave up when its next back-off would pass the deadline; the second was tried
+    # in the time left, or dropped if none was left. None is lost without being counted.
+    failed, dropped = totals.get("failed", 0), totals.get("dropped", 0)
+    assert failed >= 1 and failed + dropped == 2 and "delivered" not in totals
+
+
+# -- wired into a sidecar on the real broker ----------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_sidecar_posts_its_verdict_change_to_the_webhook(broker: Any) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {role: f"webhook.{role}.{suffix}" for role in ("live", "canary", "feedback")}
+    with Receiver() as receiver:
+        settings = parse_config({
+            "kafka": {"bootstrap_servers": broker.bootstrap, "start_from": "earliest",
+                      "partition_assignment": "static", "group_id": f"webhook-{suffix}",
+                      "deadletter_topic": f"dead.{suffix}", "verdicts_topic": f"verdicts.{suffix}",
+                      "spotcheck_topic": f"spot.{suffix}", "poll_timeout_s": 0.2},
+            "verdict_interval_s": 0.2,
+            "state": {"enabled": False},
+            "webhooks": [{"url": receiver.url, "secret": SECRET, **FAST}],
+            "deployments": [{"name": "collapse", "topics": topics, "classes": ["invoice", "contract", "other"]}],
+        }, {})
+        sidecar = build_sidecar(settings)
+        sidecar.start()
+        try:
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+            simulator = TrafficSimulator("collapse", deployment="collapse", seed=11)
+            for event in simulator.stream(800, start_ts=1_800_000_000.0, rate_per_s=100):
+                producer.produce(topics[event.role], orjson.dumps(event.payload), event.key.encode())
+            assert producer.flush(30) == 0
+            deadline = time.monotonic() + 60
+            while not any(orjson.loads(r.body)["verdict"] == "no_go" for r in receiver.requests):
+                assert time.monotonic() < deadline, [orjson.loads(r.body)["verdict"] for r in receiver.requests]
+                time.sleep(0.1)
+        finally:
+            sidecar.stop()
+            stop_webhooks(sidecar, 5.0)
+    last = next(r for r in receiver.requests if orjson.loads(r.body)["verdict"] == "no_go")
+    verdict = orjson.loads(last.body)
+    assert verdict["deployment"] == "collapse" and verdict["canary_version"] == "v42"
+    assert last.headers[SIGNATURE_HEADER] == signature(SECRET, last.body)
+    assert last.headers[IDEMPOTENCY_HEADER] == idempotency_key(verdict)
