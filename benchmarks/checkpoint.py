@@ -10,7 +10,7 @@ runs the real Sidecar loop over them twice in this process, fed by an in-memory 
 The first ``--unpaired`` requests get a live answer only, so from early on the join holds
 that many open requests (100,000 by default, the default ``join.max_open_requests``) and
 the state is as large as it gets. Event time runs fast enough that nothing expires.
-The last line is one JSON object (CONTRACT §7).
+The last line is one JSON object (docs/contract.md §7).
 
     python benchmarks/checkpoint.py [--requests 1200000] [--unpaired 100000] [--interval 10]
 """

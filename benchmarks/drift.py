@@ -14,7 +14,7 @@ process:
 It compares each column's Wasserstein value with Evidently's and checks the difference
 is within the bound driftgate states for it; then times the streaming state's update
 from event-shaped rows (dicts of features, in chunks as the sidecar bins them).
-The last line is one JSON object (CONTRACT §7).
+The last line is one JSON object (docs/contract.md §7).
 
     python benchmarks/drift.py [--rows 100000] [--features 20] [--bins 100]
 """

@@ -10,7 +10,7 @@ timing how long it takes to consume every event:
    goes to the on-disk spool and every bulk attempt fails and backs off.
 
 Windows are one second of event time (1,000 events), so thousands close during a run and
-the sink has real work. The last line is one JSON object (CONTRACT §7).
+the sink has real work. The last line is one JSON object (docs/contract.md §7).
 
     python benchmarks/elasticsearch_sink.py [--events 300000] [--rounds 2]
 """
@@ -34,7 +34,7 @@ from monitor.embedded.broker import EmbeddedBroker
 from monitor.embedded.elasticsearch import EmbeddedElasticsearch
 from monitor.embedded.loopback import free_port
 from monitor.kafka.topics import ensure_topics
-from monitor.server import build_sidecar, stop_elasticsearch, tune_garbage_collection
+from monitor.server import build_sidecar, tune_garbage_collection
 from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 
 MODES = ("none", "indexing", "unreachable")
@@ -64,9 +64,8 @@ def consume(
     elapsed = time.perf_counter() - started
     figures: dict[str, Any] = {"seconds": elapsed}
     # After the clock stopped (the figure is the consumer's): the sink sends what is left, if it can.
-    sidecar.stop()
-    stop_elasticsearch(sidecar, 120.0 if drain else 2.0)
-    sink = next((item for item in sidecar.listeners if isinstance(item, ElasticsearchSink)), None)
+    sidecar.stop(120.0 if drain else 2.0)  # the sink, stopped last, gets as long
+    sink = next((item for item in sidecar.attachments if isinstance(item, ElasticsearchSink)), None)
     if sink is not None:
         figures["indexed"] = sum(n for (_, _, outcome), n in sink.counts().items() if outcome == "indexed")
         figures["spooled"] = len(sink.spool)

@@ -10,7 +10,7 @@ The baseline runs in a child process, so this process's peak resident memory is 
 sidecar's alone.
 
 100,000 of the live requests never get a canary answer, so the join holds 100,000 open
-requests while the rest stream through. The last line is one JSON object (CONTRACT §7).
+requests while the rest stream through. The last line is one JSON object (docs/contract.md §7).
 
     python benchmarks/throughput.py [--events 1000000] [--client confluent|kafka-python]
 """

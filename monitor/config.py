@@ -387,7 +387,8 @@ def profile_at(path: Path) -> ReferenceProfile:
 
     The sidecar reads its profiles once more when it is assembled (monitor.reports.profile_file).
     """
-    from monitor.core.profile import ProfileError, decode_profile
+    from monitor.core.profile import decode_profile
+    from monitor.errors import ProfileError
 
     try:
         return decode_profile(path.read_bytes(), str(path))

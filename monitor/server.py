@@ -6,7 +6,6 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -66,38 +65,13 @@ def build_sidecar(settings: Settings) -> Sidecar:
 
     sidecar = Sidecar(settings, source_factory=source, sink_factory=lambda: KafkaSink(kafka))
     if settings.webhooks:
-        dispatcher = WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments])
-        sidecar.listeners.append(dispatcher)
-        sidecar.delivery_counts = dispatcher.counts
+        sidecar.attach(WebhookDispatcher(settings.webhooks, [d.name for d in settings.deployments]))
     if settings.elasticsearch is not None:
         # Imported only when configured: the client brings pyarrow along when it is installed (60 MB).
-        from monitor.sinks.elasticsearch.sink import SinkCollector, open_sink
+        from monitor.sinks.elasticsearch.sink import open_sink
 
-        sink = open_sink(settings)
-        sidecar.listeners.append(sink)
-        sidecar.case_listeners.append(sink.add_cases)
-        sidecar.batch_listeners.append(sink.on_batch)
-        sidecar.collectors.append(SinkCollector(sink))
-        sink.start()
+        sidecar.attach(open_sink(settings))
     return sidecar
-
-
-def stop_webhooks(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
-    """Flush the sidecar's webhook deliveries (after it stopped, so its last verdicts are among them)."""
-    for listener in sidecar.listeners:
-        if isinstance(listener, WebhookDispatcher):
-            listener.stop(timeout_s)
-
-
-def stop_elasticsearch(sidecar: Sidecar, timeout_s: float = 10.0) -> None:
-    """Send the sidecar's last Elasticsearch documents (after it stopped); what is left waits on disk."""
-    if "monitor.sinks.elasticsearch.sink" not in sys.modules:
-        return  # no sink was ever configured
-    from monitor.sinks.elasticsearch.sink import ElasticsearchSink
-
-    for listener in sidecar.listeners:
-        if isinstance(listener, ElasticsearchSink):
-            listener.stop(timeout_s)
 
 
 class ApiServer(uvicorn.Server):
@@ -152,7 +126,5 @@ def run(settings: Settings) -> None:
     try:
         server.run()
     finally:
-        sidecar.stop()
-        stop_webhooks(sidecar)
-        stop_elasticsearch(sidecar)
+        sidecar.stop()  # and its attachments, after its last verdicts
         log.info("stopped")

@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACT §3): verdicts, snapshots, deploy gates, health, Prometheus exposition."""
+"""The HTTP API (docs/contract.md §3): verdicts, snapshots, deploy gates, health, Prometheus exposition."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -16,27 +17,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.api.metrics import SidecarCollector
 from monitor.api.ui import UI_PATH, mount_ui, token_in_query, unauthorized_page
 from monitor.core.verdict import Verdict
-from monitor.errors import UnknownDeploymentError
-from monitor.reports.evidently_report import ReportError
+from monitor.errors import DriftgateError, UnknownDeploymentError, http_status
+from monitor.sidecar.actions import Actions
+from monitor.sidecar.views import DeploymentView, as_json
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 FLAGGER_HOOKS = ("rollout", "confirm-promotion", "pre-rollout", "rollback")
 
 
 class SidecarView(Protocol):
-    """What the API reads from the running sidecar."""
+    """What the API reads from the running sidecar, and asks of it."""
 
     verdicts: dict[str, Verdict]
+    actions: Actions
 
-    def snapshot(self, name: str) -> dict[str, Any]: ...
+    def snapshot(self, name: str) -> DeploymentView: ...
     def unrouted_dead_letters(self) -> dict[str, int]: ...
     def consumer_lag(self) -> dict[tuple[str, str, int], int]: ...
-    def webhook_counts(self) -> dict[tuple[str, str, str], int]: ...
+    def collectors(self) -> list[Collector]: ...
     def ready(self) -> tuple[bool, str]: ...
-    def review_queue(self, name: str) -> list[dict[str, Any]]: ...
-    def report(self, name: str, role: str) -> str: ...
-    def live_profile(self, name: str) -> dict[str, Any]: ...
-    def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]: ...
 
 
 class FlaggerRequest(BaseModel):
@@ -155,7 +154,7 @@ def create_app(
     )
     registry = CollectorRegistry(auto_describe=True)
     registry.register(SidecarCollector(sidecar, deployments))
-    for collector in getattr(sidecar, "collectors", []):
+    for collector in sidecar.collectors():  # the attachments' own (Elasticsearch sink, webhooks)
         registry.register(collector)
     known = set(deployments)
 
@@ -163,9 +162,10 @@ def create_app(
     if token:
         app.add_middleware(BearerToken, token=token)
 
-    @app.exception_handler(UnknownDeploymentError)
-    async def unknown_deployment(request: Request, error: UnknownDeploymentError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
+    @app.exception_handler(DriftgateError)
+    async def driftgate_error(request: Request, error: DriftgateError) -> JSONResponse:
+        # The one place errors become status codes (monitor.errors.HTTP_STATUS); anything else is a 500.
+        return JSONResponse({"detail": str(error)}, status_code=http_status(error))
 
     def verdict_of(name: str) -> Verdict:
         if name not in known:
@@ -193,9 +193,9 @@ def create_app(
         return verdict_of(name).to_dict()
 
     @app.get("/v1/deployments/{name}/metrics", summary="The current metric snapshot", responses={**GUARDED, **UNKNOWN})
-    def get_metrics(name: str) -> dict[str, Any]:
+    def get_metrics(name: str) -> Response:
         verdict_of(name)
-        return sidecar.snapshot(name)
+        return Response(as_json(sidecar.snapshot(name)), media_type="application/json")
 
     @app.get("/v1/deployments/{name}/report", summary="Evidently report: the reference against recent traffic",
              responses={200: {"content": {"text/html": {}}, "description": "The report, one HTML page"},
@@ -203,10 +203,7 @@ def create_app(
                         409: {"model": ErrorBody, "description": "Too little sampled yet for a report"}})
     def get_report(name: str, role: Literal["canary", "live"] = "canary") -> Response:
         verdict_of(name)
-        try:
-            return HTMLResponse(sidecar.report(name, role))
-        except ReportError as error:
-            return JSONResponse({"detail": str(error)}, status_code=409)
+        return HTMLResponse(sidecar.actions.report(name, role))  # ReportError: 409
 
     @app.get("/v1/deployments/{name}/reference-profile",
              summary="A reference profile taken from live traffic of the current comparison (token required)",
@@ -218,16 +215,13 @@ def create_app(
         if not token:
             # It copies what live traffic looked like (a sample of rows included): only for a known caller.
             return JSONResponse({"detail": "set api.token (or DRIFTGATE_API_TOKEN) to take profiles"}, status_code=403)
-        try:
-            return sidecar.live_profile(name)
-        except ReportError as error:
-            return JSONResponse({"detail": str(error)}, status_code=409)
+        return sidecar.actions.live_profile(name)  # ReportError: 409
 
     @app.get("/v1/deployments/{name}/spotcheck", summary="Disagreements waiting for a human label",
              responses={**GUARDED, **UNKNOWN})
     def get_spotcheck(name: str) -> dict[str, Any]:
         verdict_of(name)
-        return {"deployment": name, "cases": sidecar.review_queue(name)}
+        return {"deployment": name, "cases": sidecar.actions.review_queue(name)}
 
     @app.post(
         "/v1/deployments/{name}/labels",
@@ -237,12 +231,7 @@ def create_app(
     )
     def post_label(name: str, body: LabelRequest) -> JSONResponse:
         verdict_of(name)
-        try:
-            answer = sidecar.submit_label(name, body.request_id, body.label)
-        except ValueError as error:
-            return JSONResponse({"detail": str(error)}, status_code=422)
-        except RuntimeError as error:
-            return JSONResponse({"detail": str(error)}, status_code=503)
+        answer = sidecar.actions.submit_label(name, body.request_id, body.label)  # LabelError: 422, NotReadyError: 503
         return JSONResponse(answer, status_code=202 if answer["sent"] else 200)
 
     def flagger_answer(body: FlaggerRequest, hook: str) -> JSONResponse:

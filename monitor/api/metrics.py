@@ -1,19 +1,21 @@
-"""Prometheus exposition: a collector that reads the sidecar's state when Prometheus scrapes.
+"""Prometheus exposition: a collector that reads the sidecar's typed views when Prometheus scrapes.
 
 Nothing on the hot path touches a prometheus_client object; the counters live in the
-state and are read here at scrape time.
+state and are read here at scrape time. The attachments (Elasticsearch sink, webhooks)
+bring collectors of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.core.ingest import UNROUTED
 from monitor.core.verdict import VERDICTS, Verdict
+from monitor.sidecar.views import DeploymentView
 
 
 class SnapshotReader(Protocol):
@@ -21,14 +23,13 @@ class SnapshotReader(Protocol):
 
     verdicts: dict[str, Verdict]
 
-    def snapshot(self, name: str) -> dict[str, Any]: ...
+    def snapshot(self, name: str) -> DeploymentView: ...
     def unrouted_dead_letters(self) -> dict[str, int]: ...
     def consumer_lag(self) -> dict[tuple[str, str, int], int]: ...
-    def webhook_counts(self) -> dict[tuple[str, str, str], int]: ...
 
 
 class SidecarCollector(Collector):
-    """Builds the contract's metric families (CONTRACT §4) from snapshots at scrape time."""
+    """Builds the contract's metric families (docs/contract.md §4) from snapshots at scrape time."""
 
     def __init__(self, sidecar: SnapshotReader, deployments: list[str]) -> None:
         self.sidecar = sidecar
@@ -97,56 +98,48 @@ class SidecarCollector(Collector):
             labels=["deployment", "role", "feature", "issue"],
         )
         for name in self.deployments:
-            snap = self.sidecar.snapshot(name)
-            features = snap.get("features") or {}
-            for figure in features.get("drift", []):
-                feature_drift.add_metric([name, figure["role"], figure["feature"], figure["test"]], figure["value"])
-            for role, by_feature in features.get("quality", {}).items():
+            view = self.sidecar.snapshot(name)
+            for figure in view.features.drift:
+                feature_drift.add_metric([name, figure.role, figure.feature, figure.test], figure.value)
+            for role, by_feature in view.features.quality.items():
                 for feature, issues in by_feature.items():
                     for issue, value in issues.items():
                         if issue.endswith("_share"):
                             feature_quality.add_metric([name, role, feature, issue], value)
-            for role, n in snap["events"].items():
+            for role, n in view.events.items():
                 events.add_metric([name, role], n)
-            for role, by_class in snap["predictions"].items():
+            for role, by_class in view.predictions.items():
                 for label, n in by_class.items():
                     predictions.add_metric([name, role, label], n)
-            for reason, n in snap["dead_letters"].items():
+            for reason, n in view.dead_letters.items():
                 dead.add_metric([name, reason], n)
-            comparison = snap["comparison"]
+            comparison = view.comparison
             if comparison is not None:
-                for baseline, figures in comparison["divergence"].items():
-                    for metric, value in figures.items():
-                        divergence.add_metric([name, metric, baseline], value)
-                if comparison["disagreement_rate"] is not None:
-                    disagreement.add_metric([name], comparison["disagreement_rate"])
-                for role in ("live", "canary"):
-                    figures = comparison["feedback"][role]
-                    if figures["accuracy"]["estimate"] is not None:
-                        accuracy.add_metric([name, role], figures["accuracy"]["estimate"])
-                    for label, item in figures["precision"].items():
-                        if item["estimate"] is None:
+                for baseline, figures in comparison.divergence.items():
+                    divergence.add_metric([name, "js", baseline], figures.js)
+                    divergence.add_metric([name, "psi", baseline], figures.psi)
+                    divergence.add_metric([name, "chi2_pvalue", baseline], figures.chi2_pvalue)
+                if comparison.disagreement_rate is not None:
+                    disagreement.add_metric([name], comparison.disagreement_rate)
+                for role, side in (("live", comparison.feedback.live), ("canary", comparison.feedback.canary)):
+                    if side.accuracy.estimate is not None:
+                        accuracy.add_metric([name, role], side.accuracy.estimate)
+                    for label, item in side.precision.items():
+                        if item.estimate is None:
                             continue
-                        precision.add_metric([name, role, label], item["estimate"])
-                        precision_bounds.add_metric([name, role, label, "lower"], item["lower"])
-                        precision_bounds.add_metric([name, role, label, "upper"], item["upper"])
-                samples.add_metric([name, "live"], sum(comparison["live"].values()))
-                samples.add_metric([name, "canary"], sum(comparison["canary"].values()))
-            current = snap["verdict"]
+                        precision.add_metric([name, role, label], item.estimate)
+                        precision_bounds.add_metric([name, role, label, "lower"], item.lower)
+                        precision_bounds.add_metric([name, role, label, "upper"], item.upper)
+                samples.add_metric([name, "live"], sum(comparison.live.values()))
+                samples.add_metric([name, "canary"], sum(comparison.canary.values()))
             for candidate in VERDICTS:
-                verdict.add_metric([name, candidate], 1.0 if candidate == current else 0.0)
+                verdict.add_metric([name, candidate], 1.0 if candidate == view.verdict else 0.0)
             for outcome in ("matched", "duplicates", "settled_by_spotcheck", "expired", "evicted"):
-                feedback.add_metric([name, outcome], snap["feedback"][outcome])
-            join = snap["join"]
-            open_requests.add_metric([name], join["open_requests"])
+                feedback.add_metric([name, outcome], getattr(view.feedback, outcome))
+            join = view.join
+            open_requests.add_metric([name], join.open_requests)
             for outcome in ("paired", "evicted", "expired_live_only", "expired_canary_only", "duplicates"):
-                join_outcomes.add_metric([name, outcome], join[outcome])
-        webhooks = CounterMetricFamily(
-            "driftgate_webhook_deliveries", "Webhook deliveries by outcome (retries: extra attempts).",
-            labels=["deployment", "url_host", "outcome"],
-        )
-        for (deployment, host, outcome), n in self.sidecar.webhook_counts().items():
-            webhooks.add_metric([deployment, host, outcome], n)
+                join_outcomes.add_metric([name, outcome], getattr(join, outcome))
         for reason, n in self.sidecar.unrouted_dead_letters().items():
             dead.add_metric([UNROUTED, reason], n)
         lag = GaugeMetricFamily(
@@ -157,5 +150,5 @@ class SidecarCollector(Collector):
             lag.add_metric([deployment, role, str(partition)], n)
         yield from (
             events, predictions, dead, divergence, disagreement, verdict, samples, open_requests, join_outcomes,
-            precision, precision_bounds, accuracy, feedback, webhooks, lag, feature_drift, feature_quality,
+            precision, precision_bounds, accuracy, feedback, lag, feature_drift, feature_quality,
         )

@@ -1,4 +1,4 @@
-"""The `driftgate` command line (CONTRACT §5): run, gate, demo; dashboards push; reference build and report."""
+"""The `driftgate` command line (docs/contract.md §5): run, gate, demo; dashboards push; reference build and report."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def push_kibana(
 
 
 def _report_push(server: str, push: Callable[[], Any]) -> None:
-    from monitor.cli.dashboards import PushError
+    from monitor.errors import PushError
 
     try:
         result = push()
@@ -170,8 +170,9 @@ def reference_build(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from monitor.core.profile import build_profile
+    from monitor.errors import ReferenceFileError
     from monitor.reports.profile_file import write_profile
-    from monitor.reports.reference_file import ReferenceFileError, read_reference
+    from monitor.reports.reference_file import read_reference
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeRemainingColumn(), console=err) as progress:

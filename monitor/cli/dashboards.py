@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from monitor.errors import DriftgateError
+from monitor.errors import PushError
 
 # Beside the package in a source checkout; in the container image, where its Dockerfile puts them.
 SHIPPED_DIRS = (Path(__file__).resolve().parents[2] / "dashboards", Path("/usr/share/driftgate/dashboards"))
@@ -29,15 +29,7 @@ KIBANA_XSRF = {"kbn-xsrf": "true"}
 
 UNREACHABLE = "unreachable"  # no answer came back at all
 REFUSED = "refused"  # the server answered, and not with success
-BAD_INPUT = "bad_input"  # nothing (valid) to push
-
-
-class PushError(DriftgateError):
-    """A push failed; ``kind`` is UNREACHABLE, REFUSED or BAD_INPUT."""
-
-    def __init__(self, message: str, kind: str = BAD_INPUT) -> None:
-        super().__init__(message)
-        self.kind = kind
+BAD_INPUT = "bad_input"  # nothing (valid) to push (PushError's default kind)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The CI gate client: wait for a deployment's verdict and turn it into an exit code (CONTRACT §5)."""
+"""The CI gate client: wait for a deployment's verdict and turn it into an exit code (docs/contract.md §5)."""
 
 from __future__ import annotations
 

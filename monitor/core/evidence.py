@@ -16,16 +16,14 @@ per batch (:meth:`SequentialEvidence.flush`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import msgspec
 
 from monitor.core.stats.sequential import PairedAccuracy, PairedDifference, RateBelow
 
 OTHER = "(other)"
 
 
-@dataclass(frozen=True)
-class EvidenceSettings:
+class EvidenceSettings(msgspec.Struct, frozen=True):
     """The parameters of the three tests."""
 
     alpha: float = 0.05
@@ -34,50 +32,54 @@ class EvidenceSettings:
     accuracy_margin: float = 0.02
 
 
-@dataclass
-class SequentialEvidence:
-    """The sequential tests of one comparison, with their pending inputs."""
+class SequentialEvidence(msgspec.Struct, dict=True):
+    """The sequential tests of one comparison, with their pending inputs (stored too: encoding never flushes)."""
 
     classes: tuple[str, ...]
     settings: EvidenceSettings
-    distribution: PairedDifference = field(init=False)
-    disagreement: RateBelow = field(init=False)
-    accuracy: PairedAccuracy = field(init=False)
-    _index: dict[str, int] = field(init=False)
-    _canary: list[int] = field(default_factory=list, init=False)
-    _live: list[int] = field(default_factory=list, init=False)
-    _canary_right: list[bool] = field(default_factory=list, init=False)
-    _live_right: list[bool] = field(default_factory=list, init=False)
+    # the tests; None only until __post_init__ starts them from the settings (a stored test is kept)
+    distribution: PairedDifference = None  # type: ignore[assignment]
+    disagreement: RateBelow = None  # type: ignore[assignment]
+    accuracy: PairedAccuracy = None  # type: ignore[assignment]
+    # class indices and right/wrong of the answers buffered since the last flush
+    pending_canary: list[int] = msgspec.field(default_factory=list)
+    pending_live: list[int] = msgspec.field(default_factory=list)
+    pending_canary_right: list[bool] = msgspec.field(default_factory=list)
+    pending_live_right: list[bool] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Classes learned later than the comparison's start share one bucket, so the test's
         # dimension stays fixed (and its merge and checkpoint simple).
-        buckets = (*self.classes, OTHER)
         self._index = {label: i for i, label in enumerate(self.classes)}
-        self.distribution = PairedDifference(buckets, margin=self.settings.class_margin, alpha=self.settings.alpha)
-        self.disagreement = RateBelow(max_rate=self.settings.max_disagreement, alpha=self.settings.alpha)
-        self.accuracy = PairedAccuracy(margin=self.settings.accuracy_margin, alpha=self.settings.alpha)
+        settings = self.settings
+        if self.distribution is None:
+            self.distribution = PairedDifference((*self.classes, OTHER), settings.class_margin, settings.alpha)
+        if self.disagreement is None:
+            self.disagreement = RateBelow(settings.max_disagreement, settings.alpha)
+        if self.accuracy is None:
+            self.accuracy = PairedAccuracy(settings.accuracy_margin, settings.alpha)
 
     def add_pair(self, canary_label: str, live_label: str) -> None:
         """Buffer one request answered by both models (hot path)."""
         other = len(self.classes)
-        self._canary.append(self._index.get(canary_label, other))
-        self._live.append(self._index.get(live_label, other))
+        self.pending_canary.append(self._index.get(canary_label, other))
+        self.pending_live.append(self._index.get(live_label, other))
 
     def add_outcome(self, canary_right: bool, live_right: bool) -> None:
         """Buffer one labelled request: whether each model was right."""
-        self._canary_right.append(canary_right)
-        self._live_right.append(live_right)
+        self.pending_canary_right.append(canary_right)
+        self.pending_live_right.append(live_right)
 
     def flush(self) -> None:
         """Fold the buffered answers into the tests (once per batch)."""
-        if self._canary:
-            self.distribution.update_many(self._canary, self._live)
-            self.disagreement.update_many([float(c != v) for c, v in zip(self._canary, self._live, strict=True)])
-            self._canary, self._live = [], []
-        if self._canary_right:
-            self.accuracy.update_many(self._canary_right, self._live_right)
-            self._canary_right, self._live_right = [], []
+        canary, live = self.pending_canary, self.pending_live
+        if canary:
+            self.distribution.update_many(canary, live)
+            self.disagreement.update_many([float(c != v) for c, v in zip(canary, live, strict=True)])
+            self.pending_canary, self.pending_live = [], []
+        if self.pending_canary_right:
+            self.accuracy.update_many(self.pending_canary_right, self.pending_live_right)
+            self.pending_canary_right, self.pending_live_right = [], []
 
     def merge(self, other: SequentialEvidence) -> SequentialEvidence:
         self.flush()
@@ -86,21 +88,3 @@ class SequentialEvidence:
         self.disagreement.merge(other.disagreement)
         self.accuracy.merge(other.accuracy)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        self.flush()
-        return {
-            "classes": list(self.classes),
-            "settings": vars(self.settings),
-            "distribution": self.distribution.to_dict(),
-            "disagreement": self.disagreement.to_dict(),
-            "accuracy": self.accuracy.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SequentialEvidence:
-        evidence = cls(tuple(data["classes"]), EvidenceSettings(**data["settings"]))
-        evidence.distribution = PairedDifference.from_dict(data["distribution"])
-        evidence.disagreement = RateBelow.from_dict(data["disagreement"])
-        evidence.accuracy = PairedAccuracy.from_dict(data["accuracy"])
-        return evidence

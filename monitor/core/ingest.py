@@ -35,7 +35,7 @@ class Route:
 
 def new_state(settings: DeploymentSettings, profile: ReferenceProfile | None = None) -> DeploymentState:
     """An empty state for a configured deployment (with its reference profile, if the config names one)."""
-    state = DeploymentState(
+    state = DeploymentState.new(
         settings.name,
         classes=settings.classes,
         max_classes=settings.max_classes,

@@ -23,8 +23,9 @@ from monitor.embedded.elasticsearch import EmbeddedElasticsearch
 from monitor.embedded.prometheus import MonitoringStack
 from monitor.embedded.simulator import CLASSES, TrafficSimulator
 from monitor.kafka.sink import KafkaSink
-from monitor.server import build_sidecar, stop_elasticsearch
+from monitor.server import build_sidecar
 from monitor.sidecar.service import Sidecar
+from monitor.sidecar.views import DeploymentView, Proportion
 from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 
 DEPLOYMENT = "doc-classifier"
@@ -101,10 +102,10 @@ class TrafficThread:
     def _review(self) -> None:
         """Play the spot-checker: label about half of the queued disagreements with the truth."""
         assert self.sidecar is not None
-        for case in self.sidecar.review_queue(DEPLOYMENT)[::2]:
+        for case in self.sidecar.actions.review_queue(DEPLOYMENT)[::2]:
             truth = self.simulator.truth_of(case["request_id"])
             if truth is not None:
-                self.sidecar.submit_label(DEPLOYMENT, case["request_id"], truth)
+                self.sidecar.actions.submit_label(DEPLOYMENT, case["request_id"], truth)
                 self.labels_sent += 1
 
     def start(self) -> None:
@@ -117,7 +118,7 @@ class TrafficThread:
         self.sink.close()
 
 
-def render(verdict: Verdict, snapshot: dict[str, Any], url: str, scenario: str, requests: int) -> Group:
+def render(verdict: Verdict, view: DeploymentView, url: str, scenario: str, requests: int) -> Group:
     """The terminal view: verdict and reasons, each check, the class mix of both models."""
     colour = COLOURS[verdict.verdict]
     head = Text.assemble(
@@ -141,43 +142,43 @@ def render(verdict: Verdict, snapshot: dict[str, Any], url: str, scenario: str, 
     mix.add_column("class")
     mix.add_column("live")
     mix.add_column("canary")
-    comparison = snapshot.get("comparison") or {"live": {}, "canary": {}}
-    totals = {role: max(1, sum(comparison[role].values())) for role in ("live", "canary")}
-    for label in snapshot["classes"]:
+    comparison = view.comparison
+    counts = {"live": comparison.live, "canary": comparison.canary} if comparison else {"live": {}, "canary": {}}
+    totals = {role: max(1, sum(by_class.values())) for role, by_class in counts.items()}
+    for label in view.classes:
         cells = []
         for role in ("live", "canary"):
-            share = comparison[role].get(label, 0) / totals[role]
+            share = counts[role].get(label, 0) / totals[role]
             cells.append(f"{'█' * round(share * 30):<30} {share * 100:5.1f}%")
         mix.add_row(label, *cells)
     parts: list[Any] = [mix]
-    feedback = comparison.get("feedback")
-    if feedback:
+    if comparison is not None:
+        feedback = comparison.feedback
         quality = Table(title="from feedback: accuracy and precision (95% Wilson interval)", expand=True,
                         show_edge=False)
         quality.add_column("")
         quality.add_column("live")
         quality.add_column("canary")
-        quality.add_row("accuracy", *(_interval(feedback[role]["accuracy"]) for role in ("live", "canary")))
-        for label in snapshot["classes"]:
-            quality.add_row(
-                f"precision {label}", *(_interval(feedback[role]["precision"][label]) for role in ("live", "canary"))
-            )
+        sides = (feedback.live, feedback.canary)
+        quality.add_row("accuracy", *(_interval(side.accuracy) for side in sides))
+        for label in view.classes:
+            quality.add_row(f"precision {label}", *(_interval(side.precision[label]) for side in sides))
         parts.append(quality)
     samples = verdict.samples
     footer = Text(
         f"samples: live {samples['live']}, canary {samples['canary']}, feedback {samples['feedback']}, "
         f"spot-check labels {samples['spotcheck_labels']}"
-        f"   dead letters {sum(snapshot['dead_letters'].values())}   open joins {snapshot['join']['open_requests']}"
+        f"   dead letters {sum(view.dead_letters.values())}   open joins {view.join.open_requests}"
         f"\npage {url}/ui   API {url}/v1/deployments/{DEPLOYMENT}/verdict   metrics {url}/metrics   Ctrl-C stops",
         style="dim",
     )
     return Group(Panel(Group(head, reasons), border_style=colour), checks, *parts, footer)
 
 
-def _interval(item: dict[str, Any]) -> str:
-    if item["estimate"] is None:
+def _interval(item: Proportion) -> str:
+    if item.estimate is None:
         return "-"
-    return f"{item['estimate'] * 100:5.1f}% [{item['lower'] * 100:.1f}, {item['upper'] * 100:.1f}] n={item['labelled']}"
+    return f"{item.estimate * 100:5.1f}% [{item.lower * 100:.1f}, {item.upper * 100:.1f}] n={item.labelled}"
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> str:
@@ -199,7 +200,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
 
         def stop_sidecar() -> None:
             sidecar.stop()
-            stop_elasticsearch(sidecar)
             if elasticsearch is not None:
                 console.print(indexed_summary(sidecar))
 
@@ -238,9 +238,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> str:
 def indexed_summary(sidecar: Sidecar) -> str:
     """What the Elasticsearch sink indexed, per kind of document."""
     counts: dict[str, int] = {}
-    for listener in sidecar.listeners:
-        if isinstance(listener, ElasticsearchSink):
-            for (_, kind, outcome), n in listener.counts().items():
+    for attachment in sidecar.attachments:
+        if isinstance(attachment, ElasticsearchSink):
+            for (_, kind, outcome), n in attachment.counts().items():
                 if outcome == "indexed":
                     counts[kind] = counts.get(kind, 0) + n
     return "Elasticsearch documents indexed: " + ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))

@@ -15,13 +15,10 @@ from typing import Any
 
 from monitor.core.state.feature_intake import SampleRow
 from monitor.core.state.features import SCORES_PREFIX
+from monitor.errors import ReportError
 
 # Labelled rows needed on each side before classification quality is reported.
 MIN_LABELLED = 30
-
-
-class ReportError(ValueError):
-    """A report cannot be made (too little data); the message says what is missing."""
 
 
 def _frame(rows: Sequence[SampleRow], numeric: list[str], categorical: list[str]) -> Any:

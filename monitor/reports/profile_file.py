@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from monitor.config import Settings
-from monitor.core.profile import ProfileError, ReferenceProfile, decode_profile, encode_profile
+from monitor.core.profile import ReferenceProfile, decode_profile, encode_profile
+from monitor.errors import ProfileError
 
 
 def write_profile(profile: ReferenceProfile, path: Path) -> None:

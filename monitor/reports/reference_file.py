@@ -20,6 +20,7 @@ import orjson
 
 from monitor.core.state.feature_intake import SampleRow
 from monitor.core.state.features import SCORES_PREFIX
+from monitor.errors import ReferenceFileError
 
 CHUNK_ROWS = 50_000
 BOOKKEEPING = frozenset({"request_id", "ts", "deployment", "model_version", "source", "correct", "target"})
@@ -27,10 +28,6 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "js
 
 # (done, total): bytes for CSV and JSON lines, rows for Parquet
 Progress = Callable[[int, int], None]
-
-
-class ReferenceFileError(ValueError):
-    """A reference file that cannot be used; the message names the file, column or row and why."""
 
 
 @dataclass

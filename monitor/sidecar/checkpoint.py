@@ -10,8 +10,9 @@ watch consumer lag, and a start without a checkpoint.
 Two halves:
 
 - a pure codec, :func:`encode` (ingest -> bytes) and :func:`decode` (bytes + the current
-  settings -> states, positions and ingest figures), on orjson with a format number;
-  an unknown format is refused with :class:`CheckpointError`;
+  settings -> states, positions and ingest figures): JSON with a format number around the
+  states as the state codec (:mod:`monitor.core.state.codec`) writes them; an unknown or
+  older format is refused with :class:`CheckpointError`;
 - stores behind the two-method :class:`CheckpointStore` protocol (``save(snapshot)``,
   ``load()``). :class:`SqliteCheckpointStore` keeps one SQLite file in ``state.dir``.
   A compacted Kafka topic fits the same protocol for pods without a volume: ``save``
@@ -32,32 +33,35 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-import orjson
+import msgspec
 
 from monitor.config import DeploymentSettings, Settings
 from monitor.core.ingest import UNROUTED, Ingest, attach_features, new_state
 from monitor.core.profile import ReferenceProfile
+from monitor.core.state import codec
 from monitor.core.state.deployment import DeploymentState
-from monitor.errors import DriftgateError
+from monitor.errors import CheckpointError
 
 Profiles = Mapping[str, ReferenceProfile]
 log = logging.getLogger(__name__)
 
 # The layout of a snapshot. Bump it when the layout changes in a way older code cannot read,
 # and teach decode() to read (or refuse with a reason) every number it has ever written.
-FORMAT = 1
+# 2: every state as the msgspec structs of monitor.core.state.codec declare it.
+FORMAT = 2
 FILE_NAME = "checkpoint.sqlite"
 
 Positions = dict[tuple[str, int], int]
 Tag = TypeVar("Tag")
 
 
-class CheckpointError(DriftgateError):
-    """A checkpoint cannot be written, read or understood; the message says which and why."""
-
-
 class CheckpointStore(Protocol):
-    """Where snapshots are kept: ``save`` replaces the last one atomically, ``load`` returns it (or None)."""
+    """Where snapshots are kept: ``save`` replaces the last one atomically, ``load`` returns it (or None).
+
+    ``origin`` names where it is (a file), for the messages that refuse what it holds.
+    """
+
+    origin: str
 
     def save(self, snapshot: bytes) -> None: ...
     def load(self) -> bytes | None: ...
@@ -82,6 +86,8 @@ def encode(ingest: Ingest, written_at: float | None = None) -> bytes:
     the hundreds of thousands of small lists a full join turns into make no cycles, and
     collections triggered by them over a large heap would double the time it takes.
     """
+    for state in ingest.states.values():
+        state.flush_features()  # bin what waits: a restart then starts with nothing to bin
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -89,22 +95,26 @@ def encode(ingest: Ingest, written_at: float | None = None) -> bytes:
             "format": FORMAT,
             "written_at": time.time() if written_at is None else written_at,
             "figures": ingest.figures_to_dict(),
-            "deployments": {name: state.to_dict() for name, state in ingest.states.items()},
+            "deployments": ingest.states,
         }
-        return orjson.dumps(document)
+        # one pass in C from the state structs to JSON (exact sums stay exact: no 64-bit limit)
+        return codec.to_json(document)
     finally:
         if collecting:
             gc.enable()
 
 
-def decode(snapshot: bytes, settings: Settings, profiles: Profiles | None = None) -> Restored:
+def decode(
+    snapshot: bytes, settings: Settings, profiles: Profiles | None = None, origin: str = "the checkpoint"
+) -> Restored:
     """Return the states, positions and figures of a snapshot, fitted to the current settings.
 
     A deployment in the snapshot that is no longer configured is left out (with a warning),
     and so are its dead letters and its share of ``consumed``; a newly configured one starts
-    empty; positions of topics no longer read are dropped.
+    empty; positions of topics no longer read are dropped. ``origin`` (the file, the topic)
+    names the snapshot in the errors.
     """
-    data = _load_document(snapshot)
+    data = _load_document(snapshot, origin)
     saved = data["deployments"]
     if not isinstance(saved, dict):
         raise CheckpointError("the checkpoint has no deployments mapping")
@@ -158,26 +168,29 @@ def take_current_settings(
     return state
 
 
-def restore_ingest(snapshot: bytes, settings: Settings, profiles: Profiles | None = None) -> Ingest:
+def restore_ingest(
+    snapshot: bytes, settings: Settings, profiles: Profiles | None = None, origin: str = "the checkpoint"
+) -> Ingest:
     """An Ingest for ``settings`` (and the ``profiles`` its deployments name) that carries on from a snapshot."""
-    restored = decode(snapshot, settings, profiles)
+    restored = decode(snapshot, settings, profiles, origin)
     ingest = Ingest(settings, restored.states, profiles)
     ingest.load_figures(restored.figures)
     return ingest
 
 
-def _load_document(snapshot: bytes) -> dict[str, Any]:
+def _load_document(snapshot: bytes, origin: str) -> dict[str, Any]:
     try:
-        data = orjson.loads(snapshot)
-    except orjson.JSONDecodeError as error:
-        raise CheckpointError(f"the checkpoint is not valid JSON ({error}); it may be damaged") from None
+        data = codec.from_json(snapshot)
+    except msgspec.DecodeError as error:
+        raise CheckpointError(f"{origin} is not valid JSON ({error}); it may be damaged") from None
     if not isinstance(data, dict) or "format" not in data:
-        raise CheckpointError("the checkpoint is not a driftgate snapshot (it has no format number)")
+        raise CheckpointError(f"{origin} is not a driftgate snapshot (it has no format number)")
     version = data["format"]
     if version != FORMAT:
+        # Format 1 (hand-written state forms) is not converted: its states restart empty once it is moved away.
         raise CheckpointError(
-            f"the checkpoint has format {version!r}, which this version of driftgate cannot read "
-            f"(it reads format {FORMAT}); run the version that wrote it, or move the checkpoint "
+            f"{origin} has format {version!r}, which this version of driftgate cannot read "
+            f"(it reads format {FORMAT}); run the version that wrote it, or move {origin} "
             "away to start from empty state"
         )
     if "deployments" not in data or "figures" not in data:
@@ -187,7 +200,7 @@ def _load_document(snapshot: bytes) -> dict[str, Any]:
 
 def _state_from_dict(name: str, data: Any) -> DeploymentState:
     try:
-        return DeploymentState.from_dict(data)
+        return codec.decode(data, DeploymentState)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"the checkpoint's state of deployment {name!r} cannot be read: {error!r}") from None
 
@@ -228,6 +241,7 @@ class SqliteCheckpointStore:
 
     def __init__(self, directory: str | Path, name: str = "driftgate", timeout_s: float = 30.0) -> None:
         self.path = Path(directory) / FILE_NAME
+        self.origin = str(self.path)
         self.name = name
         self._lock = threading.Lock()
         try:
@@ -371,6 +385,7 @@ class MemoryCheckpointStore:
     def __init__(self, snapshot: bytes | None = None) -> None:
         self.snapshot = snapshot
         self.saves = 0
+        self.origin = "the checkpoint in memory"
 
     def save(self, snapshot: bytes) -> None:
         self.snapshot = snapshot

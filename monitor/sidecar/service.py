@@ -1,9 +1,10 @@
 """The running sidecar: a consumer thread feeding the state, verdicts evaluated beside it.
 
-This module wires the pure core (ingest, state, verdicts) to the edges (a Kafka
-source, a Kafka sink). The HTTP API and the Prometheus collector read from it
-through :meth:`Sidecar.snapshot` and :attr:`Sidecar.verdicts`, which never block the
-consumer for longer than one copy.
+This module wires the pure core (ingest, state, verdicts) to the edges: a Kafka source,
+a Kafka sink, and the attachments (monitor.sidecar.attachment) told of what happens. The
+HTTP API and the Prometheus collector read typed views (:meth:`Sidecar.snapshot`,
+monitor.sidecar.views) and :attr:`Sidecar.verdicts`, which never block the consumer for
+longer than one copy; what people ask of it is in :attr:`Sidecar.actions`.
 """
 
 from __future__ import annotations
@@ -12,31 +13,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 from prometheus_client.registry import Collector
 
 from monitor.config import Settings
-from monitor.core.checks import live_divergence, precision_figures, reference_divergence_figures
-from monitor.core.feature_checks import drift_figures, quality_figures
 from monitor.core.ingest import UNROUTED, Ingest
 from monitor.core.profile import ReferenceProfile
 from monitor.core.records import DeadLetter, Record
-from monitor.core.state.deployment import DeploymentState
-from monitor.core.state.features import FeatureStats
 from monitor.core.state.spotcheck import SpotcheckCase
-from monitor.core.verdict import Verdict, evaluate, iso_time, reference_classes
-from monitor.reports.evidently_report import ReportError
+from monitor.core.verdict import Verdict, evaluate
+from monitor.errors import CheckpointError
 from monitor.reports.profile_file import load_profiles
+from monitor.sidecar.actions import Actions, spotcheck_event
+from monitor.sidecar.attachment import Attachment
 from monitor.sidecar.checkpoint import (
     BackgroundWriter,
-    CheckpointError,
     CheckpointStore,
     encode,
     open_store,
     restore_ingest,
 )
+from monitor.sidecar.views import DeploymentView, deployment_view
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +62,6 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-VerdictListener = Callable[[Verdict], None]
-CaseListener = Callable[[list[SpotcheckCase]], None]
-BatchListener = Callable[[Mapping[str, DeploymentState]], None]
-
-
 class Sidecar:
     """Consumes, folds into state, evaluates verdicts and publishes their changes."""
 
@@ -85,18 +79,14 @@ class Sidecar:
         self.profiles = load_profiles(settings) if profiles is None else profiles
         self.ingest = Ingest(settings, profiles=self.profiles)
         self.verdicts: dict[str, Verdict] = {}
-        self.listeners: list[VerdictListener] = []
-        self.case_listeners: list[CaseListener] = []  # told of disagreements picked for review
-        # called after each batch with the states, under the lock: must be quick and never block
-        self.batch_listeners: list[BatchListener] = []
-        self.collectors: list[Collector] = []  # the edges' own Prometheus collectors, served on /metrics
-        # set when webhooks are configured: reads their delivery counters for /metrics
-        self.delivery_counts: Callable[[], Mapping[Any, int]] | None = None
+        self.attachments: list[Attachment] = []  # the sinks told of verdicts, cases and batches
+        self.actions = Actions(self)
         self.started_at = clock()
+        self.clock = clock
+        # Guards the ingest and its states: the consumer thread folds in under it, readers copy under it.
+        self.lock = threading.Lock()
         self._source_factory = source_factory
         self._sink_factory = sink_factory
-        self._clock = clock
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._source: Source | None = None
@@ -118,12 +108,23 @@ class Sidecar:
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    def attach(self, attachment: Attachment) -> None:
+        """Tell an attachment of what happens from now on; it is started and stopped with the sidecar."""
+        self.attachments.append(attachment)
+
+    @property
+    def sink(self) -> Sink | None:
+        """The Kafka producer, once connected."""
+        return self._sink
+
     def start(self) -> None:
-        """Resume from the last checkpoint, then consume in a background thread.
+        """Start the attachments, resume from the last checkpoint, then consume in a background thread.
 
         A checkpoint that cannot be read stops nothing but the consuming: the process
         stays up and /readyz says why (resuming without it would lose its counts).
         """
+        for attachment in self.attachments:
+            attachment.start()
         if not self._resume():
             return
         self._thread = threading.Thread(target=self._run, name="driftgate-consumer", daemon=True)
@@ -149,6 +150,12 @@ class Sidecar:
             self._sink.close()
         if self._source is not None:
             self._source.close()
+        # Last: the final verdicts were just announced to them.
+        for attachment in self.attachments:
+            try:
+                attachment.stop(timeout_s)
+            except Exception:
+                log.exception("an attachment failed to stop", extra={"attachment": type(attachment).__name__})
 
     def ready(self) -> tuple[bool, str]:
         """Whether every input partition is assigned (and why not)."""
@@ -162,7 +169,9 @@ class Sidecar:
             if self._store is None:
                 self._store = open_store(self.settings)
             snapshot = self._store.load() if self._store is not None else None
-            ingest = restore_ingest(snapshot, self.settings, self.profiles) if snapshot is not None else None
+            ingest = None
+            if self._store is not None and snapshot is not None:
+                ingest = restore_ingest(snapshot, self.settings, self.profiles, self._store.origin)
         except CheckpointError as error:
             self._last_error = f"checkpoint refused: {error}"
             log.error("checkpoint refused; nothing is consumed", extra={"error": str(error)})
@@ -183,7 +192,7 @@ class Sidecar:
 
     def _take_over(self, ingest: Ingest) -> None:
         """Replace the ingest and its verdicts without announcing them (nothing new has happened)."""
-        with self._lock:
+        with self.lock:
             self.ingest = ingest
             self.verdicts = {d.name: evaluate(d, ingest.states[d.name]) for d in self.settings.deployments}
 
@@ -249,7 +258,7 @@ class Sidecar:
                 records = self._source.poll(kafka.max_poll_records, kafka.poll_timeout_s)
                 if records:
                     self.process(records)
-                now = self._clock()
+                now = self.clock()
                 if now >= next_verdict:
                     self.evaluate_verdicts()
                     next_verdict = now + self.settings.verdict_interval_s
@@ -262,16 +271,16 @@ class Sidecar:
         assert self._source is not None and self._sink is not None
         if self._unconfirmed:
             self._check_resumed_positions(records)
-        with self._lock:
-            dead = self.ingest.process(records, self._clock())
-            for batch_listener in self.batch_listeners:
-                batch_listener(self.ingest.states)
+        with self.lock:
+            dead = self.ingest.process(records, self.clock())
+            for attachment in self.attachments:
+                attachment.on_batch(self.ingest.states)
             positions = dict(self.ingest.positions)
             cases = [case for state in self.ingest.states.values() for case in state.drain_outbox()]
         if cases:
             self._publish_cases(cases)
-            for listener in self.case_listeners:
-                listener(cases)
+            for attachment in self.attachments:
+                attachment.add_cases(cases)
         if dead:
             topic = self.settings.kafka.deadletter_topic
             for letter in dead:
@@ -283,7 +292,7 @@ class Sidecar:
         if self._writer is not None:
             # Right after the fold, so state and positions are of one instant; at once for a partition
             # new to the checkpoint, whose offsets are not committed to Kafka before a checkpoint holds it.
-            if self._clock() >= self._checkpoint_due or not self._snapshotted.issuperset(positions):
+            if self.clock() >= self._checkpoint_due or not self._snapshotted.issuperset(positions):
                 self.checkpoint()
             checkpointed = self._checkpointed
             positions = {key: offset for key, offset in positions.items() if key in checkpointed}
@@ -300,9 +309,9 @@ class Sidecar:
         writer = self._writer
         if writer is None:
             return False
-        self._checkpoint_due = self._clock() + self.settings.state.checkpoint_interval_s
+        self._checkpoint_due = self.clock() + self.settings.state.checkpoint_interval_s
         try:
-            with self._lock:
+            with self.lock:
                 consumed = self.ingest.consumed
                 if consumed != self._consumed_at_snapshot:
                     partitions = set(self.ingest.positions)
@@ -318,38 +327,11 @@ class Sidecar:
         self._checkpointed = tag[0]
 
     def _publish_cases(self, cases: list[SpotcheckCase]) -> None:
-        """Send picked disagreements to the spot-check topic (CONTRACT §2)."""
+        """Send picked disagreements to the spot-check topic (docs/contract.md §2)."""
         assert self._sink is not None
         topic = self.settings.kafka.spotcheck_topic
         for case in cases:
             self._sink.send(topic, case.request_id.encode(), orjson.dumps(spotcheck_event(case)))
-
-    def review_queue(self, name: str) -> list[dict[str, Any]]:
-        """The picked cases of a deployment still waiting for a label, newest first."""
-        with self._lock:
-            cases = self.ingest.states[name].review.to_list()
-        return [spotcheck_event(SpotcheckCase.from_dict(case)) for case in reversed(cases)]
-
-    def submit_label(self, name: str, request_id: str, label: str) -> dict[str, Any]:
-        """A reviewer's answer: a class goes to the feedback topic as a spot-check label; 'unsure'
-        takes the case off the page. Raises ValueError for a class the deployment does not know."""
-        deployment = self.settings.deployment(name)
-        assert deployment is not None
-        with self._lock:
-            state = self.ingest.states[name]
-            if label == UNSURE:
-                state.review.settle(request_id)
-                return {"request_id": request_id, "label": None, "sent": False}
-            if label not in state.classes:
-                raise ValueError(f"{label[:64]!r} is not a class of {name!r}; one of {', '.join(state.classes)}")
-            ts = state.watermark or self._clock()
-        if self._sink is None:
-            raise RuntimeError("the Kafka producer is not running yet")
-        event = {"request_id": request_id, "deployment": name, "label": label, "source": "spotcheck",
-                 "ts": iso_time(ts)}
-        self._sink.send(deployment.topics.feedback, request_id.encode(), orjson.dumps(event))
-        self._sink.flush(5.0)
-        return {"request_id": request_id, "label": label, "sent": True}
 
     # -- verdicts -----------------------------------------------------------------------------
 
@@ -358,7 +340,7 @@ class Sidecar:
         changed: list[Verdict] = []
         # After a resume the verdicts are published once more: the last change may not have left before the crash.
         republish = self._republish and self._sink is not None
-        with self._lock:
+        with self.lock:
             for deployment in self.settings.deployments:
                 try:
                     verdict = evaluate(deployment, self.ingest.states[deployment.name])
@@ -382,123 +364,27 @@ class Sidecar:
                     verdict.deployment.encode(),
                     orjson.dumps(verdict.to_dict()),
                 )
-            for listener in self.listeners:
+            for attachment in self.attachments:
                 try:
-                    listener(verdict)
+                    attachment.notify(verdict)
                 except Exception:
-                    log.exception("verdict listener failed")
+                    log.exception("an attachment failed on a verdict", extra={"attachment": type(attachment).__name__})
 
     # -- reading ------------------------------------------------------------------------------
 
-    def snapshot(self, name: str) -> dict[str, Any]:
-        """The metric snapshot of one deployment as plain data (for the API and /metrics)."""
+    def snapshot(self, name: str) -> DeploymentView:
+        """The typed view of one deployment's state as of now (for the API and /metrics)."""
         deployment = self.settings.deployment(name)
         assert deployment is not None
-        with self._lock:
-            state = self.ingest.states[name]
-            classes = list(state.classes)
-            comparison = state.current
-            predictions = {
-                role: _sum_versions(by_version) for role, by_version in state.totals.items()
-            }
-            dead = {
-                reason: n for (dep, reason), n in self.ingest.dead_letters.items() if dep == name
-            }
-            current: dict[str, Any] | None = None
-            if comparison is not None:
-                pairs = comparison.pairs
-                current = {
-                    "canary_version": comparison.canary_version or None,
-                    "live_version": comparison.live_version(),
-                    "started_at": iso_time(comparison.started_at),
-                    "live": comparison.live.to_dict(),
-                    "canary": comparison.canary.to_dict(),
-                    "pairs": pairs,
-                    "disagreements": comparison.disagreements,
-                    "disagreement_rate": comparison.disagreements / pairs if pairs else None,
-                    "divergence": {"live": _figures(live_divergence(classes, comparison))},
-                    "feedback": precision_figures(classes, comparison.outcomes),
-                }
-                reference = reference_classes(deployment, state)
-                if reference:
-                    current["divergence"]["reference"] = _figures(
-                        reference_divergence_figures(classes, comparison.canary.vector(classes), reference)
-                    )
-            snapshot = {
-                "deployment": name,
-                "classes": classes,
-                "events": dict(state.events),
-                "predictions": predictions,
-                "dead_letters": dead,
-                "comparison": current,
-                "join": {"open_requests": len(state.join), **state.join.stats.to_dict()},
-                "feedback": {
-                    "awaiting_feedback": len(state.feedback.answered),
-                    "early_feedback": len(state.feedback.early),
-                    "spotcheck_labels": state.spotcheck_labels,
-                    **state.feedback.stats.to_dict(),
-                },
-                "windows": [w.to_dict() for w in state.windows.recent()],
-                "late_window_events": state.windows.late,
-                "spotcheck": {"picked": state.sampler.picked, "offered": state.sampler.offered,
-                              "waiting": len(state.review.cases)},
-                "watermark": iso_time(state.watermark),
-                "features": feature_snapshot(state),
-            }
         verdict = self.verdicts.get(name)
-        snapshot["verdict"] = verdict.verdict if verdict else "pending"
-        return snapshot
+        shown = verdict.verdict if verdict is not None else "pending"
+        with self.lock:
+            dead = {reason: n for (dep, reason), n in self.ingest.dead_letters.items() if dep == name}
+            return deployment_view(deployment, self.ingest.states[name], dead, shown)
 
-    def report(self, name: str, role: str) -> str:
-        """The Evidently report of the reference against a role's recent rows (ReportError: not enough yet).
-
-        The rows are copied under the lock; the report is made outside it, so consuming goes on meanwhile.
-        """
-        from monitor.reports.evidently_report import report_html
-
-        deployment = self.settings.deployment(name)
-        assert deployment is not None
-        with self._lock:
-            state = self.ingest.states[name]
-            current = state.intake.sample(role)
-            layout = state.intake.layout
-        profile = self.profiles.get(name)
-        if profile is not None and deployment.reference.profile is not None:
-            reference = profile.sample
-            baseline = f"the reference {profile.source or deployment.reference.profile.name}"
-        else:
-            if role == "live":
-                raise ReportError("without a reference profile (reference.profile) live is the baseline; "
-                                  "report on the canary")
-            with self._lock:
-                reference = state.intake.sample("live")
-            baseline = "live's recent traffic"
-        kinds = {column: spec.kind for column, spec in layout.columns.items()} if layout is not None else {}
-        title = f"{name}: recent {role} traffic against {baseline}"
-        return report_html(title, reference, current, kinds)
-
-    def live_profile(self, name: str) -> dict[str, Any]:
-        """A reference profile taken from live traffic of the current comparison (ReportError: none yet)."""
-        with self._lock:
-            state = self.ingest.states[name]
-            state.flush_features()
-            comparison, layout = state.current, state.intake.layout
-            live = comparison.features.get("live") if comparison is not None else None
-            if comparison is None or layout is None or live is None or live.rows == 0:
-                raise ReportError("no live features in the current comparison yet: a profile needs some")
-            profile = ReferenceProfile(
-                name, live.rows, dict(comparison.live.counts), layout,
-                FeatureStats.from_dict(layout, live.to_dict()),
-                source=f"live traffic since {iso_time(comparison.live_from)}",
-                sample=state.intake.sample("live"),
-            )
-        return profile.to_dict()
-
-    def webhook_counts(self) -> dict[tuple[str, str, str], int]:
-        """Webhook delivery counters: (deployment, url host, outcome) -> total."""
-        if self.delivery_counts is None:
-            return {}
-        return {(key[0], key[1], key[2]): n for key, n in self.delivery_counts().items()}
+    def collectors(self) -> list[Collector]:
+        """The attachments' own Prometheus collectors."""
+        return [collector for attachment in self.attachments for collector in attachment.collectors()]
 
     def consumer_lag(self) -> dict[tuple[str, str, int], int]:
         """Records not processed yet, by (deployment, role, partition): the log end (as of the last
@@ -508,7 +394,7 @@ class Sidecar:
         if source is None:
             return {}
         ends = source.log_ends()
-        with self._lock:
+        with self.lock:
             positions = dict(self.ingest.positions)
         lag: dict[tuple[str, str, int], int] = {}
         for (topic, partition), end in ends.items():
@@ -522,12 +408,12 @@ class Sidecar:
 
     def unrouted_dead_letters(self) -> dict[str, int]:
         """Dead letters by reason that belong to no configured deployment."""
-        with self._lock:
+        with self.lock:
             return {reason: n for (dep, reason), n in self.ingest.dead_letters.items() if dep == UNROUTED}
 
     def counts(self) -> dict[str, int]:
         """Conservation figures: consumed = processed + dead_lettered."""
-        with self._lock:
+        with self.lock:
             return {
                 "consumed": self.ingest.consumed,
                 "processed": self.ingest.processed,
@@ -535,51 +421,3 @@ class Sidecar:
             }
 
 
-UNSURE = "unsure"
-
-
-def spotcheck_event(case: SpotcheckCase) -> dict[str, Any]:
-    """The spot-check topic's JSON for a case: CONTRACT §2 fields plus the canary version."""
-    return {
-        "request_id": case.request_id,
-        "deployment": case.deployment,
-        "live_label": case.live_label,
-        "canary_label": case.canary_label,
-        "live_scores": case.live_scores,
-        "canary_scores": case.canary_scores,
-        "features": case.features,
-        "ts": iso_time(case.ts),
-        "canary_version": case.canary_version,
-        "priority": case.priority,
-    }
-
-
-def feature_snapshot(state: DeploymentState) -> dict[str, Any]:
-    """Feature, score and data-quality drift of the current comparison (see monitor.core.feature_checks)."""
-    state.flush_features()
-    intake = state.intake
-    comparison = state.current
-    sides = comparison.features if comparison is not None else {}
-    return {
-        "baseline": "reference" if state.reference_features is not None else "live",
-        "layout": "profile" if intake.from_profile else ("learned" if intake.layout is not None else "learning"),
-        "columns": sorted(intake.layout.columns) if intake.layout is not None else [],
-        "rows": {role: stats.rows for role, stats in sides.items()},
-        "held": intake.held_rows,
-        "unbinned": intake.unbinned,
-        "sample_every": intake.settings.sample_every,
-        "drift": [figure.to_dict() for figure in drift_figures(state)],
-        "quality": {role: quality_figures(stats) for role, stats in sides.items()},
-    }
-
-
-def _sum_versions(by_version: dict[str, Any]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in by_version.values():
-        for label, n in counts.counts.items():
-            total[label] = total.get(label, 0) + n
-    return total
-
-
-def _figures(figures: Any) -> dict[str, float]:
-    return {"js": figures.js, "psi": figures.psi, "chi2_pvalue": figures.chi2_pvalue}

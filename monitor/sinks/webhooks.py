@@ -1,6 +1,6 @@
 """Verdict-change webhooks: signed POSTs, retried with back-off, sent from a bounded queue per URL.
 
-A :class:`WebhookDispatcher` is a verdict listener (``sidecar.listeners.append(dispatcher)``).
+A :class:`WebhookDispatcher` is attached to the sidecar (``sidecar.attach(dispatcher)``).
 :meth:`~WebhookDispatcher.notify` only puts the verdict on each URL's queue, so the thread
 that evaluates verdicts never waits for a slow receiver. One worker thread per URL delivers
 in order:
@@ -10,8 +10,9 @@ in order:
 - ``X-Driftgate-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` when a secret is set;
 - ``Idempotency-Key``: the same for every attempt of one delivery, so a receiver that got an
   attempt whose answer was lost can recognise the retry;
-- connection errors, timeouts, 5xx and 429 are retried with exponential back-off and full
-  jitter (``Retry-After`` is honoured up to ``max_backoff_s``); any other answer is final;
+- connection errors, timeouts, 5xx and 429 are retried, up to ``max_attempts`` attempts, with
+  exponential back-off and full jitter (a tenacity ``Retrying`` loop; ``Retry-After``, seconds or
+  an HTTP-date, is honoured up to ``max_backoff_s``); any other answer is final;
 - a full queue drops its oldest delivery: a newer verdict matters more than an older one.
 
 Every outcome is counted per deployment, URL host and outcome (:data:`OUTCOMES`), readable
@@ -24,21 +25,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from monitor import __version__
 from monitor.config import WebhookSettings
+from monitor.core.state.deployment import DeploymentState
+from monitor.core.state.spotcheck import SpotcheckCase
 from monitor.core.verdict import Verdict
+from monitor.sinks.retry import backoff_wait, retry_after_s, retryable
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +87,16 @@ def render_body(fmt: str, verdict: dict[str, Any]) -> bytes:
     return orjson.dumps(slack_message(verdict) if fmt == "slack" else verdict)
 
 
-def retry_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Full jitter: a uniform wait up to ``base_s * 2**(attempt-1)``, never over ``cap_s``.
+def retry_wait(base_s: float, cap_s: float) -> Callable[[RetryCallState], float]:
+    """The wait before the next attempt, as a tenacity wait strategy.
 
-    Randomising the whole wait (not only a part of it) spreads the retries of many senders
-    that failed together, so a receiver coming back is not hit by all of them at once.
+    Full jitter (tenacity's ``wait_random_exponential``): a uniform wait up to
+    ``base_s * 2**(attempt-1)``, never over ``cap_s``. Randomising the whole wait (not only a
+    part of it) spreads the retries of many senders that failed together, so a receiver coming
+    back is not hit by all of them at once. A longer ``Retry-After`` from the receiver (seconds or
+    an HTTP-date) is waited instead, up to ``cap_s`` (:mod:`monitor.sinks.retry`, as for Elasticsearch).
     """
-    return rng.uniform(0.0, min(cap_s, base_s * 2 ** (attempt - 1)))
+    return backoff_wait(base_s, cap_s, lambda state: _last_attempt(state).retry_after_s)
 
 
 # -- the Slack-compatible message -----------------------------------------------------------------
@@ -200,16 +209,19 @@ def classify(response: httpx.Response) -> Attempt:
     status = response.status_code
     if 200 <= status < 300:
         return Attempt(True, False, status)
-    retryable = status == 429 or status >= 500
-    return Attempt(False, retryable, status, retry_after_s=_retry_after(response) if retryable else None)
+    again = retryable(status)
+    return Attempt(False, again, status, retry_after_s=retry_after_s(response.headers) if again else None)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        seconds = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None  # an HTTP date, or nothing: the back-off decides
-    return seconds if seconds >= 0 else None
+def _last_attempt(state: RetryCallState) -> Attempt:
+    """What the last POST of a tenacity retry loop gave."""
+    assert state.outcome is not None
+    attempt: Attempt = state.outcome.result()
+    return attempt
+
+
+class _ShutdownDeadline(Exception):
+    """Raised by the back-off sleep when the shutdown deadline comes before its end: give up."""
 
 
 class _Target:
@@ -226,6 +238,15 @@ class _Target:
         self._ready = threading.Condition()
         self._closing = threading.Event()
         self._deadline: float | None = None
+        # Retry what is worth it, with full-jitter back-off, until max_attempts; the last answer then
+        # stands. The sleep is the closing event's wait, so stop() cuts it short (see _sleep).
+        self._retrying = Retrying(
+            stop=stop_after_attempt(settings.max_attempts),
+            wait=retry_wait(settings.backoff_s, settings.max_backoff_s),
+            retry=retry_if_result(lambda attempt: attempt.retryable),
+            sleep=self._sleep,
+            retry_error_callback=_last_attempt,
+        )
         self.thread = threading.Thread(target=self._run, name=f"driftgate-webhook-{self.host}", daemon=True)
 
     # -- called from other threads --------------------------------------------------------------
@@ -296,18 +317,24 @@ class _Target:
         headers = {IDEMPOTENCY_HEADER: delivery.key}
         if self.settings.secret:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
-        attempts = self.settings.max_attempts
-        for number in range(1, attempts + 1):
-            result = self._post(client, body, headers)
-            if result.delivered:
-                self._owner.count(delivery.deployment, self.host, "delivered")
-                return
-            if not result.retryable or number == attempts or not self._pause(self._delay(number, result)):
-                break
-            self._owner.count(delivery.deployment, self.host, "retries")
+        attempts: list[Attempt] = []
+
+        def attempt() -> Attempt:
+            if attempts:  # an extra attempt, made after a back-off that ran to its end
+                self._owner.count(delivery.deployment, self.host, "retries")
+            attempts.append(self._post(client, body, headers))
+            return attempts[-1]
+
+        try:
+            result = self._retrying(attempt)
+        except _ShutdownDeadline:
+            result = attempts[-1]
+        if result.delivered:
+            self._owner.count(delivery.deployment, self.host, "delivered")
+            return
         log.warning(
             "webhook delivery failed",
-            extra={"url_host": self.host, "deployment": delivery.deployment, "attempts": number,
+            extra={"url_host": self.host, "deployment": delivery.deployment, "attempts": len(attempts),
                    "status": result.status, "error": result.error},
         )
         # Counted once logged: whoever sees the count can find the log line.
@@ -322,34 +349,24 @@ class _Target:
         except httpx.HTTPError as error:
             return Attempt(False, False, None, error=type(error).__name__)
 
-    def _delay(self, attempt: int, result: Attempt) -> float:
-        cap = self.settings.max_backoff_s
-        delay = retry_delay(attempt, self.settings.backoff_s, cap, self._owner.rng)
-        if result.retry_after_s is not None:
-            delay = max(delay, min(result.retry_after_s, cap))
-        return delay
-
-    def _pause(self, delay_s: float) -> bool:
-        """Wait before a retry; False when the shutdown deadline comes first (give up instead)."""
+    def _sleep(self, delay_s: float) -> None:
+        """tenacity's sleep before a retry; raises _ShutdownDeadline when the deadline comes first."""
         until = time.monotonic() + delay_s
         while (now := time.monotonic()) < until:
             if self._deadline is not None and until > self._deadline:
-                return False
+                raise _ShutdownDeadline
             if self._closing.is_set():
                 time.sleep(until - now)  # closing with time left: finish this back-off, then retry
             else:
                 self._closing.wait(until - now)  # woken early by stop() to re-check the deadline
-        return True
 
 
 class WebhookDispatcher:
     """Delivers verdict changes to the configured webhooks without ever blocking the caller.
 
-    Use it as a sidecar listener: ``sidecar.listeners.append(dispatcher)``; call
-    :meth:`stop` after the sidecar has stopped so its last verdicts go out too.
-
-    :meth:`counts` gives the delivery counters, labelled for Prometheus as
-    ``driftgate_webhook_deliveries_total{deployment, url_host, outcome}``.
+    Attach it to the sidecar (``sidecar.attach(dispatcher)``): the sidecar stops it after its
+    own last verdicts, so those go out too. :meth:`counts` gives the delivery counters, served
+    on /metrics as ``driftgate_webhook_deliveries_total{deployment, url_host, outcome}``.
     """
 
     def __init__(
@@ -357,10 +374,8 @@ class WebhookDispatcher:
         settings: Sequence[WebhookSettings],
         deployments: Sequence[str] = (),
         *,
-        rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.rng = rng or random.Random()
         self._counts: dict[DeliveryKey, int] = {}
         self._lock = threading.Lock()
         self._targets = [_Target(webhook, self, transport) for webhook in settings]
@@ -379,7 +394,17 @@ class WebhookDispatcher:
         for target in self._targets:
             target.put(delivery)
 
-    __call__ = notify
+    def add_cases(self, cases: list[SpotcheckCase]) -> None:
+        """Cases picked for review are not announced by webhook."""
+
+    def on_batch(self, states: Mapping[str, DeploymentState]) -> None:
+        """Batches are not announced by webhook."""
+
+    def collectors(self) -> list[Collector]:
+        return [DeliveryCollector(self)]
+
+    def start(self) -> None:
+        """The workers started with the dispatcher: a verdict may be queued before the sidecar starts."""
 
     def count(self, deployment: str, host: str, outcome: str) -> None:
         """Add one to a counter (called by the workers)."""
@@ -408,3 +433,19 @@ class WebhookDispatcher:
             target.close(deadline)
         for target in self._targets:
             target.thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+
+
+class DeliveryCollector(Collector):
+    """The dispatcher's delivery counters for /metrics, read at scrape time."""
+
+    def __init__(self, dispatcher: WebhookDispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def collect(self) -> Iterator[Metric]:
+        deliveries = CounterMetricFamily(
+            "driftgate_webhook_deliveries", "Webhook deliveries by outcome (retries: extra attempts).",
+            labels=["deployment", "url_host", "outcome"],
+        )
+        for (deployment, host, outcome), n in self.dispatcher.counts().items():
+            deliveries.add_metric([deployment, host, outcome], n)
+        yield deliveries

@@ -33,7 +33,7 @@ from monitor.embedded.broker import EmbeddedBroker
 from monitor.embedded.loopback import free_port
 from monitor.embedded.simulator import TrafficSimulator
 from monitor.kafka.topics import ensure_topics
-from monitor.reports.profile_file import write_profile
+from monitor.reports.profile_file import load_profiles, write_profile
 from monitor.sidecar.checkpoint import SqliteCheckpointStore, decode
 
 pytestmark = pytest.mark.integration
@@ -222,7 +222,7 @@ def consumed_in_checkpoint(settings: Settings) -> int:
         snapshot = store.load()
     finally:
         store.close()
-    return 0 if snapshot is None else int(decode(snapshot, settings).figures["consumed"])
+    return 0 if snapshot is None else int(decode(snapshot, settings, load_profiles(settings)).figures["consumed"])
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 10) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Tests of monitor.config: the contract's config (CONTRACT §6), refusals naming the key, env overrides."""
+"""Tests of monitor.config: the contract's config (docs/contract.md §6), refusals naming the key, env overrides."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from monitor.config import config_keys, load_config, parse_config
 from monitor.errors import ConfigError
 
-# CONTRACT §6, verbatim: "this much is a complete config".
+# docs/contract.md §6, verbatim: "this much is a complete config".
 CONTRACT_MINIMAL_YAML = """\
 kafka:
   bootstrap_servers: 127.0.0.1:9092
@@ -28,7 +28,7 @@ deployments:
     classes: [invoice, contract, other]     # optional; learned from the data if absent
 """
 
-# CONTRACT §6, the optional sections with their fixed keys.
+# docs/contract.md §6, the optional sections with their fixed keys.
 CONTRACT_OPTIONAL_YAML = """\
 state:
   dir: ./.driftgate

@@ -1,4 +1,4 @@
-"""The page a person looks at (CONTRACT §3, ``GET /ui``).
+"""The page a person looks at (docs/contract.md §3, ``GET /ui``).
 
 One self-contained HTML document: the markup of ``monitor/api/ui/index.html`` with
 ``style.css`` and ``app.js`` written into it, and the deployments' names and reference

@@ -63,8 +63,5 @@ class ClassCounts:
         return [self.counts.get(label, 0) for label in classes]
 
     def to_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (a copy); the state codec stores them in this form."""
         return dict(self.counts)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, int]) -> ClassCounts:
-        return cls(data)

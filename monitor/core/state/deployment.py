@@ -1,8 +1,8 @@
 """Everything one deployment remembers: totals, the canary comparisons, the join, the windows.
 
 All of it is counts that add up, so two states of disjoint parts of a stream merge
-into the state of the whole (:meth:`DeploymentState.merge`), and all of it
-serialises to plain JSON-able data (:meth:`DeploymentState.to_dict`).
+into the state of the whole (:meth:`DeploymentState.merge`), and all of it is msgspec
+structs, stored and copied by one codec (:mod:`monitor.core.state.codec`).
 
 A *comparison* covers everything since a canary ``model_version`` first appeared
 (in event time): the canary's answers of that version, and live's answers from
@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
 
+import msgspec
 import numpy as np
 
 from monitor.core.events import TOO_MANY_CLASSES, UNKNOWN_CLASS, Feedback, Prediction
 from monitor.core.evidence import EvidenceSettings, SequentialEvidence
+from monitor.core.state.codec import clone
 from monitor.core.state.counts import ClassCounts
 from monitor.core.state.feature_intake import FeatureIntake
-from monitor.core.state.features import FeatureLayout, FeatureStats
+from monitor.core.state.features import FeatureStats
 from monitor.core.state.feedback import Answers, FeedbackJoin, Scored, Truth
 from monitor.core.state.join import RequestJoin
 from monitor.core.state.outcomes import Outcomes
@@ -41,32 +42,31 @@ from monitor.errors import EventError
 MAX_COMPARISONS = 8
 
 
-@dataclass
-class Comparison:
+class Comparison(msgspec.Struct):
     """Canary of one version against live, since that version first appeared."""
 
     canary_version: str
     started_at: float
     # Live answers count from here (the start of the window in which the version appeared).
     live_from: float = 0.0
-    live: ClassCounts = field(default_factory=ClassCounts)
-    canary: ClassCounts = field(default_factory=ClassCounts)
-    live_versions: ClassCounts = field(default_factory=ClassCounts)
-    # (live label, canary label) -> requests answered by both models
-    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
+    live: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    canary: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    live_versions: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    # live label -> canary label -> requests answered by both models
+    confusion: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     last_ts: float = 0.0
-    outcomes: Outcomes = field(default_factory=Outcomes)
+    outcomes: Outcomes = msgspec.field(default_factory=Outcomes)
     evidence: SequentialEvidence | None = None
     # role -> what its predictions' features and scores looked like (binned over the deployment's layout)
-    features: dict[str, FeatureStats] = field(default_factory=dict)
+    features: dict[str, FeatureStats] = msgspec.field(default_factory=dict)
 
     @property
     def pairs(self) -> int:
-        return sum(self.confusion.values())
+        return sum(n for row in self.confusion.values() for n in row.values())
 
     @property
     def disagreements(self) -> int:
-        return sum(n for (live, canary), n in self.confusion.items() if live != canary)
+        return sum(n for live, row in self.confusion.items() for canary, n in row.items() if live != canary)
 
     def live_version(self) -> str | None:
         """The live version seen most in this comparison."""
@@ -82,51 +82,20 @@ class Comparison:
         self.live.merge(other.live)
         self.canary.merge(other.canary)
         self.live_versions.merge(other.live_versions)
-        for pair, n in other.confusion.items():
-            self.confusion[pair] = self.confusion.get(pair, 0) + n
+        for live, theirs in other.confusion.items():
+            row = self.confusion.setdefault(live, {})
+            for canary, n in theirs.items():
+                row[canary] = row.get(canary, 0) + n
         self.outcomes.merge(other.outcomes)
         if self.evidence is not None and other.evidence is not None:
             self.evidence.merge(other.evidence)
         for role, stats in other.features.items():
             mine = self.features.get(role)
             if mine is None:
-                self.features[role] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+                self.features[role] = clone(stats)
             else:
                 mine.merge(stats)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "canary_version": self.canary_version,
-            "started_at": self.started_at,
-            "live_from": self.live_from,
-            "last_ts": self.last_ts,
-            "live": self.live.to_dict(),
-            "canary": self.canary.to_dict(),
-            "live_versions": self.live_versions.to_dict(),
-            "confusion": [[live, canary, n] for (live, canary), n in self.confusion.items()],
-            "outcomes": self.outcomes.to_dict(),
-            "evidence": self.evidence.to_dict() if self.evidence is not None else None,
-            "features": {role: stats.to_dict() for role, stats in self.features.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], layout: FeatureLayout | None = None) -> Comparison:
-        features = data.get("features") or {}
-        return cls(
-            canary_version=data["canary_version"],
-            started_at=float(data["started_at"]),
-            live_from=float(data["live_from"]),
-            live=ClassCounts(data["live"]),
-            canary=ClassCounts(data["canary"]),
-            live_versions=ClassCounts(data["live_versions"]),
-            confusion={(live, canary): int(n) for live, canary, n in data["confusion"]},
-            last_ts=float(data["last_ts"]),
-            outcomes=Outcomes.from_dict(data["outcomes"]),
-            evidence=SequentialEvidence.from_dict(data["evidence"]) if data.get("evidence") else None,
-            features={role: FeatureStats.from_dict(layout, item) for role, item in features.items()}
-            if layout is not None else {},
-        )
 
 
 def _backfill_live(comparison: Comparison, windows: Windows, start: float, end: float) -> None:
@@ -137,11 +106,48 @@ def _backfill_live(comparison: Comparison, windows: Windows, start: float, end: 
             comparison.live_versions.merge(window.live_versions)
 
 
-class DeploymentState:
-    """The mergeable state of one deployment."""
+def _no_events() -> dict[str, int]:
+    return {"live": 0, "canary": 0, "feedback": 0}
 
-    def __init__(
-        self,
+
+def _no_totals() -> dict[str, dict[str, ClassCounts]]:
+    return {"live": {}, "canary": {}}
+
+
+class DeploymentState(msgspec.Struct, dict=True):
+    """The mergeable state of one deployment (:meth:`new` makes one from its settings).
+
+    The fields are the state, stored and copied by monitor.core.state.codec; the rest
+    (lookups, the current comparison, the hot path's bound methods, the reference data from
+    the config, the outbox of picked cases) is rebuilt or set again by whoever made it.
+    """
+
+    name: str
+    classes: list[str] = msgspec.field(default_factory=list)
+    # whether the classes are configured (an unknown class is then refused), not learned
+    fixed_classes: bool = False
+    max_classes: int = 64
+    events: dict[str, int] = msgspec.field(default_factory=_no_events)
+    # role -> model version ("" when absent) -> class counts: all time, every version.
+    totals: dict[str, dict[str, ClassCounts]] = msgspec.field(default_factory=_no_totals)
+    comparisons: dict[str, Comparison] = msgspec.field(default_factory=dict)
+    join: RequestJoin = msgspec.field(default_factory=lambda: RequestJoin(max_open=100_000, ttl_s=600.0))
+    windows: Windows = msgspec.field(default_factory=lambda: Windows(length_s=60.0, kept=60))
+    feedback: FeedbackJoin = msgspec.field(default_factory=lambda: FeedbackJoin(100_000, 3 * 86_400.0))
+    spotcheck_labels: int = 0
+    sampler: SpotcheckSampler = msgspec.field(default_factory=SpotcheckSampler)
+    review: ReviewQueue = msgspec.field(default_factory=ReviewQueue)
+    # parameters of each comparison's sequential tests; None keeps fixed-sample checks only
+    evidence_settings: EvidenceSettings | None = None
+    watermark: float = 0.0
+    intake: FeatureIntake = msgspec.field(default_factory=FeatureIntake)
+    # window start -> features of live answers that came before a comparison counted them (as the windows
+    # keep live class counts): a comparison that starts later takes those from its start on
+    live_features: dict[float, FeatureStats] = msgspec.field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
         name: str,
         classes: list[str] | None = None,
         max_classes: int = 64,
@@ -155,41 +161,40 @@ class DeploymentState:
         review_queue_size: int = 100,
         evidence: EvidenceSettings | None = None,
         intake: FeatureIntake | None = None,
-    ) -> None:
-        self.name = name
-        self.fixed_classes = classes is not None
-        self.classes: list[str] = list(classes or [])
+    ) -> DeploymentState:
+        """An empty state; ``classes`` fixes the classes (None: they are learned from the data)."""
+        return cls(
+            name,
+            classes=list(classes or []),
+            fixed_classes=classes is not None,
+            max_classes=max_classes,
+            join=RequestJoin(max_open=max_open_requests, ttl_s=join_ttl_s),
+            windows=Windows(length_s=window_s, kept=windows_kept),
+            feedback=FeedbackJoin(max_requests=feedback_max_requests, ttl_s=feedback_ttl_s),
+            sampler=spotcheck or SpotcheckSampler(),
+            review=ReviewQueue(review_queue_size),
+            evidence_settings=evidence,
+            intake=intake or FeatureIntake(),
+        )
+
+    def __post_init__(self) -> None:
         # class name -> the one str object of that name: every answer held in the joins then
         # shares it, rather than each keeping its own copy from the JSON parser.
         self._class_names = {label: label for label in self.classes}
-        self.max_classes = max_classes
-        self.events: dict[str, int] = {"live": 0, "canary": 0, "feedback": 0}
-        # role -> model version ("" when absent) -> class counts: all time, every version.
-        self.totals: dict[str, dict[str, ClassCounts]] = {"live": {}, "canary": {}}
-        self.comparisons: dict[str, Comparison] = {}
         self.current: Comparison | None = None
-        self.join = RequestJoin(max_open=max_open_requests, ttl_s=join_ttl_s)
-        self.windows = Windows(length_s=window_s, kept=windows_kept)
-        self.feedback = FeedbackJoin(max_requests=feedback_max_requests, ttl_s=feedback_ttl_s)
-        self.spotcheck_labels = 0
-        self.sampler = spotcheck or SpotcheckSampler()
-        # parameters of each comparison's sequential tests; None keeps fixed-sample checks only
-        self.evidence_settings = evidence
-        self.review = ReviewQueue(review_queue_size)
+        self._pick_current()
         # cases picked since the service last drained them to the spot-check topic
         self.outbox: list[SpotcheckCase] = []
-        self.watermark = 0.0
-        self.intake = intake or FeatureIntake()
+        # the reference profile's feature state and class shares, when the deployment has one (from the config)
+        self.reference_features: FeatureStats | None = None
+        self.reference_classes: dict[str, float] | None = None
+        self._bind_intake()
+
+    def _bind_intake(self) -> None:
+        # the hot path holds the intake's bound appends
         self._hold_live = self.intake.pending["live"].append
         self._hold_canary = self.intake.pending["canary"].append
         self._sample_every = self.intake.settings.sample_every
-        # the reference profile's feature state, when the deployment has one (from the config, not checkpointed)
-        self.reference_features: FeatureStats | None = None
-        # the reference profile's class shares, when the deployment has one (from the config, not checkpointed)
-        self.reference_classes: dict[str, float] | None = None
-        # window start -> features of live answers that came before a comparison counted them (as the windows
-        # keep live class counts): a comparison that starts later takes those from its start on
-        self.live_features: dict[float, FeatureStats] = {}
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -307,8 +312,10 @@ class DeploymentState:
         """Count a request both models answered, at event time ``ts`` (in ``window``, the window of ``ts``)."""
         comparison = self.comparisons.get(canary_version)
         if comparison is not None:
-            key = (live_label, canary_label)
-            comparison.confusion[key] = comparison.confusion.get(key, 0) + 1
+            row = comparison.confusion.get(live_label)
+            if row is None:
+                row = comparison.confusion[live_label] = {}
+            row[canary_label] = row.get(canary_label, 0) + 1
             if comparison.evidence is not None:
                 comparison.evidence.add_pair(canary_label, live_label)
         scored = self.feedback.add_answers(request_id, Answers(ts, live_label, canary_label, canary_version))
@@ -439,11 +446,9 @@ class DeploymentState:
             for comparison in self.comparisons.values():
                 comparison.features.clear()
             self.live_features.clear()
-        intake.load(old.to_dict())
+        intake.take_over(old)
         self.intake = intake
-        self._hold_live = intake.pending["live"].append
-        self._hold_canary = intake.pending["canary"].append
-        self._sample_every = intake.settings.sample_every
+        self._bind_intake()
         self.reference_features = reference
 
     def merge(self, other: DeploymentState) -> DeploymentState:
@@ -464,7 +469,7 @@ class DeploymentState:
         for version, comparison in other.comparisons.items():
             mine = self.comparisons.get(version)
             if mine is None:
-                copied = Comparison.from_dict(comparison.to_dict(), self.intake.layout or other.intake.layout)
+                copied = clone(comparison)
                 _backfill_live(copied, self.windows, copied.live_from, float("inf"))
                 self.comparisons[version] = copied
             else:
@@ -482,71 +487,8 @@ class DeploymentState:
         for start, stats in other.live_features.items():
             kept = self.live_features.get(start)
             if kept is None:
-                self.live_features[start] = FeatureStats.from_dict(stats.layout, stats.to_dict())
+                self.live_features[start] = clone(stats)
             else:
                 kept.merge(stats)
         self.watermark = max(self.watermark, other.watermark)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        self.flush_features()
-        return {
-            "name": self.name,
-            "classes": list(self.classes),
-            "fixed_classes": self.fixed_classes,
-            "max_classes": self.max_classes,
-            "events": dict(self.events),
-            "totals": {
-                role: {version: counts.to_dict() for version, counts in by_version.items()}
-                for role, by_version in self.totals.items()
-            },
-            "comparisons": [c.to_dict() for c in self.comparisons.values()],
-            "join": self.join.to_dict(),
-            "feedback": self.feedback.to_dict(),
-            "spotcheck_labels": self.spotcheck_labels,
-            "sampler": self.sampler.to_dict(),
-            "review": self.review.to_list(),
-            "review_size": self.review.size,
-            "evidence_settings": vars(self.evidence_settings) if self.evidence_settings is not None else None,
-            "windows": self.windows.to_dict(),
-            "watermark": self.watermark,
-            "features": self.intake.to_dict(),
-            "live_features": [[start, stats.to_dict()] for start, stats in sorted(self.live_features.items())],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeploymentState:
-        state = cls(
-            data["name"],
-            classes=list(data["classes"]) if data["fixed_classes"] else None,
-            max_classes=int(data["max_classes"]),
-        )
-        if not data["fixed_classes"]:
-            state.classes = list(data["classes"])
-            state._class_names = {label: label for label in state.classes}
-        state.events = {role: int(n) for role, n in data["events"].items()}
-        state.totals = {
-            role: {version: ClassCounts(counts) for version, counts in by_version.items()}
-            for role, by_version in data["totals"].items()
-        }
-        if data.get("features"):
-            state.intake.load(data["features"])
-        layout = state.intake.layout
-        state.comparisons = {c["canary_version"]: Comparison.from_dict(c, layout) for c in data["comparisons"]}
-        if layout is not None:
-            state.live_features = {
-                float(start): FeatureStats.from_dict(layout, item) for start, item in data.get("live_features", [])
-            }
-        state._pick_current()
-        state.join = RequestJoin.from_dict(data["join"])
-        state.feedback = FeedbackJoin.from_dict(data["feedback"])
-        state.spotcheck_labels = int(data["spotcheck_labels"])
-        state.sampler.restore(data["sampler"])
-        state.review.size = int(data["review_size"])
-        settings = data["evidence_settings"]
-        state.evidence_settings = EvidenceSettings(**settings) if settings is not None else None
-        for case in data["review"]:
-            state.review.push(SpotcheckCase.from_dict(case))
-        state.windows = Windows.from_dict(data["windows"])
-        state.watermark = float(data["watermark"])
-        return state

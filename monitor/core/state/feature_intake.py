@@ -10,15 +10,16 @@ arrive until then are held (at most ``2 * learn_from`` per role; more are counte
 ``unbinned``) and binned once the layout is known.
 
 A bounded sample of the most recent rows per role (``sample_rows``) is kept for
-reports; it is not checkpointed (it refills as traffic comes).
+reports; it is not state (it refills as traffic comes), so it is neither stored nor copied.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from monitor.core.state.features import FeatureLayout, FeatureStats
 
@@ -31,26 +32,16 @@ Resolver = Callable[[str, str | None], FeatureStats | None]
 Unkeyed = Callable[[Sequence[dict[str, Any] | None], Sequence[dict[str, Any] | None], Sequence[float]], None]
 
 
-@dataclass(frozen=True)
-class SampleRow:
+class SampleRow(msgspec.Struct, frozen=True):
     """One prediction as the report sees it: its answer, the truth if known, features and scores."""
 
     prediction: str
-    target: str | None
-    features: dict[str, Any] | None
-    scores: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"prediction": self.prediction, "target": self.target, "features": self.features,
-                "scores": self.scores}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SampleRow:
-        return cls(str(data["prediction"]), data.get("target"), data.get("features"), data.get("scores"))
+    target: str | None = None
+    features: dict[str, Any] | None = None
+    scores: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class IntakeSettings:
+class IntakeSettings(msgspec.Struct, frozen=True):
     """How a layout is learned without a profile, and how much is kept for reports."""
 
     bins: int = 100
@@ -63,18 +54,28 @@ class IntakeSettings:
     sample_rows: int = 2000
 
 
-class FeatureIntake:
+def _by_role() -> dict[str, list[Row]]:
+    return {"live": [], "canary": []}
+
+
+class FeatureIntake(msgspec.Struct, dict=True):
     """Per-batch buffers of features and scores, the layout, and a sample of recent rows."""
 
-    def __init__(self, settings: IntakeSettings | None = None, layout: FeatureLayout | None = None) -> None:
-        self.settings = settings or IntakeSettings()
-        self.layout = layout
-        self.from_profile = layout is not None
-        # role -> rows of this batch; the lists stay (the hot path holds their bound append)
-        self.pending: dict[str, list[Row]] = {"live": [], "canary": []}
-        # role -> rows waiting for the layout to be learned
-        self.held: dict[str, list[Row]] = {"live": [], "canary": []}
-        self.unbinned = 0
+    settings: IntakeSettings = msgspec.field(default_factory=IntakeSettings)
+    layout: FeatureLayout | None = None
+    # whether the layout is the reference profile's (None: say so when a layout is given)
+    from_profile: bool | None = None
+    # role -> rows of this batch; the lists stay (the hot path holds their bound append)
+    pending: dict[str, list[Row]] = msgspec.field(default_factory=_by_role)
+    # role -> rows waiting for the layout to be learned
+    held: dict[str, list[Row]] = msgspec.field(default_factory=_by_role)
+    unbinned: int = 0
+
+    def __post_init__(self) -> None:
+        if self.from_profile is None:
+            self.from_profile = self.layout is not None
+        # The report sample is not state: it refills within moments of traffic, and rows with many
+        # features would make every checkpoint large.
         self.recent: dict[str, deque[Row]] = {
             role: deque(maxlen=self.settings.sample_rows) for role in ("live", "canary")
         }
@@ -170,26 +171,13 @@ class FeatureIntake:
             self.recent[role].extend(recent)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        def rows(items: Any) -> list[list[Any]]:
-            return [list(row) for row in items]
-
-        return {
-            "layout": self.layout.to_dict() if self.layout is not None else None,
-            "from_profile": self.from_profile,
-            "pending": rows(row for pending in self.pending.values() for row in pending),
-            "held": {role: rows(items) for role, items in self.held.items()},
-            "unbinned": self.unbinned,
-            # The report sample is not checkpointed: it refills within moments of traffic, and rows with
-            # many features would make every checkpoint large.
-        }
-
-    def load(self, data: dict[str, Any]) -> None:
-        """Take over a checkpoint's intake (a layout from the profile is kept as configured)."""
-        if not self.from_profile and data.get("layout") is not None:
-            self.layout = FeatureLayout.from_dict(data["layout"])
-        for row in data.get("pending", []):
-            self.pending[row[0]].append(tuple(row))
-        for role, items in data.get("held", {}).items():
-            self.held[role] = [tuple(row) for row in items]
-        self.unbinned = int(data.get("unbinned", 0))
+    def take_over(self, old: FeatureIntake) -> None:
+        """Carry on from the intake this one replaces: its waiting rows, figures and learned layout
+        (a layout from the profile is kept as configured)."""
+        if not self.from_profile and old.layout is not None:
+            self.layout = old.layout
+        for role, rows in old.pending.items():
+            self.pending[role].extend(rows)
+        for role, rows in old.held.items():
+            self.held[role] = list(rows)
+        self.unbinned = old.unbinned

@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 from monitor.core.stats.drift import FloatArray, IntArray, Summary, exact_sum, quantile_edges
@@ -38,8 +38,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
+class ColumnSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     """How one column is binned: numeric by ``edges`` (from min to max of the reference), else by categories."""
 
     name: str
@@ -48,27 +47,17 @@ class ColumnSpec:
     categories: tuple[str, ...] = ()
     max_categories: int = 100
 
+    def __post_init__(self) -> None:
+        # msgspec runs this on decode too: a stored or uploaded spec is checked like a new one
+        edges = self.edges
+        if self.kind == "numeric" and (
+            not edges or any(not math.isfinite(e) for e in edges) or list(edges) != sorted(set(edges))
+        ):
+            raise ValueError(f"column {self.name!r}: edges must be finite, increasing and not empty")
+
     @property
     def edge_array(self) -> FloatArray:
         return np.asarray(self.edges, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.kind == "numeric":
-            return {"name": self.name, "kind": self.kind, "edges": list(self.edges)}
-        return {"name": self.name, "kind": self.kind, "categories": list(self.categories),
-                "max_categories": self.max_categories}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ColumnSpec:
-        if data["kind"] == "numeric":
-            edges = tuple(float(e) for e in data["edges"])
-            if not edges or any(not math.isfinite(e) for e in edges) or list(edges) != sorted(set(edges)):
-                raise ValueError(f"column {data['name']!r}: edges must be finite, increasing and not empty")
-            return cls(str(data["name"]), "numeric", edges=edges)
-        if data["kind"] != "categorical":
-            raise ValueError(f"column {data['name']!r}: kind must be numeric or categorical, not {data['kind']!r}")
-        return cls(str(data["name"]), "categorical", categories=tuple(str(c) for c in data["categories"]),
-                   max_categories=int(data["max_categories"]))
 
 
 def infer_kind(values: Sequence[Any]) -> Kind | None:
@@ -99,8 +88,7 @@ def learn_column(name: str, values: Sequence[Any], bins: int, max_new_categories
                       max_categories=len(categories) + max_new_categories)
 
 
-@dataclass
-class FeatureLayout:
+class FeatureLayout(msgspec.Struct):
     """The columns tracked and how each is binned; shared by the reference and every window of traffic."""
 
     columns: dict[str, ColumnSpec]
@@ -133,22 +121,19 @@ class FeatureLayout:
                 specs[name] = spec
         return cls(specs)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"columns": [spec.to_dict() for spec in self.columns.values()]}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureLayout:
-        specs = [ColumnSpec.from_dict(item) for item in data["columns"]]
-        return cls({spec.name: spec for spec in specs})
+def _no_counts() -> IntArray:
+    return np.zeros(0, dtype=np.int64)
 
 
-@dataclass
-class NumericColumn:
-    """Counts over the spec's right-closed bins, exact summaries, and the values that were not numbers."""
+class NumericColumn(msgspec.Struct, tag="numeric", dict=True):
+    """Counts over the spec's right-closed bins, exact summaries, and the values that were not numbers.
 
-    spec: ColumnSpec
-    counts: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    summary: Summary = field(default_factory=Summary)
+    The spec is the layout's (``bind``, done by :class:`FeatureStats`), not stored with every column.
+    """
+
+    counts: IntArray = msgspec.field(default_factory=_no_counts)
+    summary: Summary = msgspec.field(default_factory=Summary)
     type_changes: int = 0
     out_of_range: int = 0
     # exact sums (monitor.core.stats.drift.exact_sum units) of the values in the first and last bin: with them
@@ -156,10 +141,23 @@ class NumericColumn:
     first_bin_total: int = 0
     last_bin_total: int = 0
 
-    def __post_init__(self) -> None:
-        self._edges = self.spec.edge_array
+    def bind(self, spec: ColumnSpec) -> NumericColumn:
+        """Take the column's spec (counts start at zero for it, or must fit it); returns self."""
+        self.spec = spec
+        self._edges = spec.edge_array
         if self.counts.size == 0:
             self.counts = np.zeros(self._edges.size + 1, dtype=np.int64)
+        elif self.counts.size != self._edges.size + 1:
+            raise ValueError(f"column {spec.name!r}: {self.counts.size} counts for {self._edges.size} edges")
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NumericColumn):
+            return NotImplemented
+        # numpy compares arrays element-wise; the fields are compared by hand for one answer
+        return bool(np.array_equal(self.counts, other.counts)) and (
+            self.summary, self.type_changes, self.out_of_range, self.first_bin_total, self.last_bin_total
+        ) == (other.summary, other.type_changes, other.out_of_range, other.first_bin_total, other.last_bin_total)
 
     def update(self, values: Sequence[Any]) -> None:
         """Fold a batch of raw values in (None: missing; a value that is not a number: a type change)."""
@@ -208,39 +206,36 @@ class NumericColumn:
         """Whether every value in the first bin equals the first edge (so none lies below it)."""
         return self.first_bin_total == exact_sum(np.full(int(self.counts[0]), self._edges[0]))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts.tolist(), "summary": self.summary.to_dict(),
-                "type_changes": self.type_changes, "out_of_range": self.out_of_range,
-                "first_bin_total": str(self.first_bin_total), "last_bin_total": str(self.last_bin_total)}
 
-    @classmethod
-    def from_dict(cls, spec: ColumnSpec, data: dict[str, Any]) -> NumericColumn:
-        counts = np.array(data["counts"], dtype=np.int64)
-        if counts.size != len(spec.edges) + 1:
-            raise ValueError(f"column {spec.name!r}: {counts.size} counts for {len(spec.edges)} edges")
-        return cls(spec, counts, Summary.from_dict(data["summary"]), int(data["type_changes"]),
-                   int(data["out_of_range"]), int(data.get("first_bin_total", 0)), int(data.get("last_bin_total", 0)))
+class CategoricalColumn(msgspec.Struct, tag="categorical", dict=True):
+    """Counts per category (distinct ones capped; the rest pooled and counted), unseen and missing values.
 
+    The spec is the layout's (``bind``, done by :class:`FeatureStats`), not stored with every column.
+    """
 
-@dataclass
-class CategoricalColumn:
-    """Counts per category (distinct ones capped; the rest pooled and counted), unseen and missing values."""
-
-    spec: ColumnSpec
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
     missing: int = 0
     type_changes: int = 0
     unseen: int = 0
     # values pooled as __other__ because the cap of distinct categories was reached
     pooled: int = 0
 
-    def __post_init__(self) -> None:
-        self._known = frozenset(self.spec.categories)
+    def bind(self, spec: ColumnSpec) -> CategoricalColumn:
+        """Take the column's spec; returns self."""
+        self.spec = spec
+        self._known = frozenset(spec.categories)
+        return self
 
     def update(self, values: Sequence[Any]) -> None:
         """Fold a batch of raw values in (None: missing; a number: a type change, counted by its text)."""
         counts = self.counts
-        for value, n in Counter(values).items():
+        # Non-text values are counted with their type: 0, 0.0 and False are equal keys in a dict,
+        # but each is counted by its own text ("0", "0.0", "False"), as the union of two batches is.
+        tallies = Counter(value if value is None or value.__class__ is str else (value.__class__, value)
+                          for value in values)
+        for value, n in tallies.items():
+            if value.__class__ is tuple:
+                value = value[1]
             if value is None:
                 self.missing += n
                 continue
@@ -273,24 +268,16 @@ class CategoricalColumn:
         self.unseen += other.unseen
         self.pooled += other.pooled
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "missing": self.missing, "type_changes": self.type_changes,
-                "unseen": self.unseen, "pooled": self.pooled}
-
-    @classmethod
-    def from_dict(cls, spec: ColumnSpec, data: dict[str, Any]) -> CategoricalColumn:
-        return cls(spec, {str(k): int(n) for k, n in data["counts"].items()}, int(data["missing"]),
-                   int(data["type_changes"]), int(data["unseen"]), int(data["pooled"]))
-
 
 Column = NumericColumn | CategoricalColumn
 
 
 def new_column(spec: ColumnSpec) -> Column:
-    return NumericColumn(spec) if spec.kind == "numeric" else CategoricalColumn(spec)
+    """An empty column for ``spec``."""
+    return NumericColumn().bind(spec) if spec.kind == "numeric" else CategoricalColumn().bind(spec)
 
 
-class FeatureStats:
+class FeatureStats(msgspec.Struct, dict=True):
     """Every column of one side of a comparison, over a shared layout.
 
     >>> layout = FeatureLayout.learn([{"x": 1.0}, {"x": 3.0}], [None, None], bins=2)
@@ -300,10 +287,18 @@ class FeatureStats:
     (2, [0, 1, 0, 0], 1)
     """
 
-    def __init__(self, layout: FeatureLayout) -> None:
-        self.layout = layout
-        self.rows = 0
-        self.columns: dict[str, Column] = {name: new_column(spec) for name, spec in layout.columns.items()}
+    layout: FeatureLayout
+    rows: int = 0
+    columns: dict[str, Column] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every column of the layout, in its order, bound to its spec (the stored columns carry none);
+        # a stored column the layout no longer has is let go.
+        stored = self.columns
+        self.columns = {
+            name: stored[name].bind(spec) if name in stored else new_column(spec)
+            for name, spec in self.layout.columns.items()
+        }
         self._feature_names = [name for name in self.columns if not name.startswith(SCORES_PREFIX)]
         self._score_names = [name for name in self.columns if name.startswith(SCORES_PREFIX)]
         self._score_keys = [name[len(SCORES_PREFIX):] for name in self._score_names]
@@ -333,23 +328,6 @@ class FeatureStats:
             if mine is not None:
                 mine.merge(column)  # type: ignore[arg-type]
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "columns": {name: column.to_dict() for name, column in self.columns.items()}}
-
-    @classmethod
-    def from_dict(cls, layout: FeatureLayout, data: dict[str, Any]) -> FeatureStats:
-        stats = cls(layout)
-        stats.rows = int(data["rows"])
-        for name, item in data["columns"].items():
-            spec = layout.columns.get(name)
-            if spec is None:
-                continue
-            stats.columns[name] = (
-                NumericColumn.from_dict(spec, item) if spec.kind == "numeric"
-                else CategoricalColumn.from_dict(spec, item)
-            )
-        return stats
 
 
 def _columns_of(rows: Sequence[dict[str, Any] | None], keys: list[str]) -> list[Sequence[Any]]:

@@ -19,14 +19,14 @@ that request waits for a spot-check label.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
 
 
-class Answers(msgspec.Struct, gc=False):
-    """Both models' answers to one request (a msgspec struct: one is built per pair, in C; no cycles to track)."""
+class Answers(msgspec.Struct, gc=False, array_like=True):
+    """Both models' answers to one request (a msgspec struct: one is built per pair, in C; no cycles to track;
+    stored as an array, since a full join holds a hundred thousand of them)."""
 
     ts: float
     live_label: str
@@ -34,8 +34,7 @@ class Answers(msgspec.Struct, gc=False):
     canary_version: str
 
 
-@dataclass(slots=True)
-class Truth:
+class Truth(msgspec.Struct, gc=False, array_like=True):
     """What feedback said about one request."""
 
     ts: float
@@ -57,8 +56,7 @@ class Scored:
     canary_only: bool = False
 
 
-@dataclass
-class FeedbackStats:
+class FeedbackStats(msgspec.Struct):
     """What became of feedback: matched, duplicated, settled by a spot-check, expired unmatched."""
 
     matched: int = 0
@@ -75,15 +73,6 @@ class FeedbackStats:
         self.evicted += other.evicted
         return self
 
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "matched": self.matched,
-            "duplicates": self.duplicates,
-            "settled_by_spotcheck": self.settled_by_spotcheck,
-            "expired": self.expired,
-            "evicted": self.evicted,
-        }
-
 
 def score(answers: Answers, truth: Truth) -> Scored:
     """Judge both answers against one truth (see the module docstring for ``correct``)."""
@@ -97,8 +86,7 @@ def score(answers: Answers, truth: Truth) -> Scored:
     return Scored(answers, False, False if agreed else None, False)
 
 
-@dataclass
-class FeedbackJoin:
+class FeedbackJoin(msgspec.Struct):
     """Answered requests and early truths, waiting for each other; bounded in size and time.
 
     >>> join = FeedbackJoin(max_requests=10, ttl_s=3600)
@@ -111,12 +99,12 @@ class FeedbackJoin:
 
     max_requests: int
     ttl_s: float
-    answered: OrderedDict[str, Answers] = field(default_factory=OrderedDict)
-    early: OrderedDict[str, Truth] = field(default_factory=OrderedDict)
+    answered: OrderedDict[str, Answers] = msgspec.field(default_factory=OrderedDict)
+    early: OrderedDict[str, Truth] = msgspec.field(default_factory=OrderedDict)
     # Scored requests (id -> answers and whether the canary side is still open), to tell
     # a duplicate from a spot-check label that settles an open canary side.
-    scored: OrderedDict[str, tuple[Answers, bool]] = field(default_factory=OrderedDict)
-    stats: FeedbackStats = field(default_factory=FeedbackStats)
+    scored: OrderedDict[str, tuple[Answers, bool]] = msgspec.field(default_factory=OrderedDict)
+    stats: FeedbackStats = msgspec.field(default_factory=FeedbackStats)
 
     def add_answers(self, request_id: str, answers: Answers) -> Scored | None:
         """A request both models answered; scored at once when its truth came first."""
@@ -182,30 +170,3 @@ class FeedbackJoin:
             self.scored.setdefault(request_id, done)
         self.stats.merge(other.stats)
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "max_requests": self.max_requests,
-            "ttl_s": self.ttl_s,
-            "answered": [
-                [rid, a.ts, a.live_label, a.canary_label, a.canary_version] for rid, a in self.answered.items()
-            ],
-            "early": [[rid, t.ts, t.label, t.correct, t.source] for rid, t in self.early.items()],
-            "scored": [
-                [rid, a.ts, a.live_label, a.canary_label, a.canary_version, canary_open]
-                for rid, (a, canary_open) in self.scored.items()
-            ],
-            "stats": self.stats.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeedbackJoin:
-        join = cls(int(data["max_requests"]), float(data["ttl_s"]))
-        for rid, ts, live_label, canary_label, version in data["answered"]:
-            join.answered[rid] = Answers(ts, live_label, canary_label, version)
-        for rid, ts, label, correct, source in data["early"]:
-            join.early[rid] = Truth(ts, label, correct, source)
-        for rid, ts, live_label, canary_label, version, canary_open in data["scored"]:
-            join.scored[rid] = (Answers(ts, live_label, canary_label, version), bool(canary_open))
-        join.stats = FeedbackStats(**data["stats"])
-        return join

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import msgspec
 
 from monitor.core.state.counts import ClassCounts
 from monitor.core.state.feedback import Scored
@@ -11,16 +10,19 @@ from monitor.core.state.feedback import Scored
 PAIR_KEYS = ("both_right", "canary_only_right", "live_only_right", "both_wrong")
 
 
-@dataclass
-class Outcomes:
+def _no_pairs() -> dict[str, int]:
+    return dict.fromkeys(PAIR_KEYS, 0)
+
+
+class Outcomes(msgspec.Struct):
     """Counts that add up: labelled and correct answers per predicted class and role, the paired
     right/wrong table, and how much rests on spot-check labels."""
 
-    live_labelled: ClassCounts = field(default_factory=ClassCounts)
-    live_correct: ClassCounts = field(default_factory=ClassCounts)
-    canary_labelled: ClassCounts = field(default_factory=ClassCounts)
-    canary_correct: ClassCounts = field(default_factory=ClassCounts)
-    paired: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PAIR_KEYS, 0))
+    live_labelled: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    live_correct: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    canary_labelled: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    canary_correct: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    paired: dict[str, int] = msgspec.field(default_factory=_no_pairs)
     # scored canary answers whose judgement came from a spot-check label
     spotcheck: int = 0
     # requests whose canary side waits for a spot-check label
@@ -65,26 +67,3 @@ class Outcomes:
         self.spotcheck += other.spotcheck
         self.unresolved += other.unresolved
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "live_labelled": self.live_labelled.to_dict(),
-            "live_correct": self.live_correct.to_dict(),
-            "canary_labelled": self.canary_labelled.to_dict(),
-            "canary_correct": self.canary_correct.to_dict(),
-            "paired": dict(self.paired),
-            "spotcheck": self.spotcheck,
-            "unresolved": self.unresolved,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Outcomes:
-        return cls(
-            ClassCounts(data["live_labelled"]),
-            ClassCounts(data["live_correct"]),
-            ClassCounts(data["canary_labelled"]),
-            ClassCounts(data["canary_correct"]),
-            {key: int(data["paired"][key]) for key in PAIR_KEYS},
-            int(data["spotcheck"]),
-            int(data["unresolved"]),
-        )

@@ -9,13 +9,13 @@ wrong ``invoice`` may cost most), so ordinary disagreements cannot crowd them ou
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgspec
 
-@dataclass(slots=True)
-class SpotcheckCase:
-    """A request where live and canary disagree, as a reviewer sees it (CONTRACT §2)."""
+
+class SpotcheckCase(msgspec.Struct):
+    """A request where live and canary disagree, as a reviewer sees it (docs/contract.md §2)."""
 
     request_id: str
     deployment: str
@@ -28,16 +28,8 @@ class SpotcheckCase:
     canary_version: str | None = None
     priority: float = 1.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SpotcheckCase:
-        return cls(**data)
-
-
-@dataclass
-class SpotcheckSampler:
+class SpotcheckSampler(msgspec.Struct):
     """Decides which disagreements go to review.
 
     >>> sampler = SpotcheckSampler(max_per_minute=2, priority={"invoice": 3.0}, priority_share=0.5)
@@ -47,7 +39,7 @@ class SpotcheckSampler:
     """
 
     max_per_minute: int = 30
-    priority: dict[str, float] = field(default_factory=dict)
+    priority: dict[str, float] = msgspec.field(default_factory=dict)
     priority_share: float = 0.5
     minute: float = -1.0
     taken: int = 0
@@ -76,27 +68,12 @@ class SpotcheckSampler:
         self.picked += 1
         return True
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"minute": self.minute, "taken": self.taken, "taken_ordinary": self.taken_ordinary,
-                "offered": self.offered, "picked": self.picked, "max_per_minute": self.max_per_minute,
-                "priority": dict(self.priority), "priority_share": self.priority_share}
 
-    def restore(self, data: dict[str, Any]) -> None:
-        """Take back the counters and the policy of a checkpointed sampler."""
-        self.max_per_minute = int(data["max_per_minute"])
-        self.priority = {label: float(weight) for label, weight in data["priority"].items()}
-        self.priority_share = float(data["priority_share"])
-        self.minute = float(data["minute"])
-        self.taken, self.taken_ordinary = int(data["taken"]), int(data["taken_ordinary"])
-        self.offered, self.picked = int(data["offered"]), int(data["picked"])
-
-
-@dataclass
-class ReviewQueue:
+class ReviewQueue(msgspec.Struct):
     """Picked cases waiting for a label, newest kept when full; a label takes a case out."""
 
     size: int = 100
-    cases: OrderedDict[str, SpotcheckCase] = field(default_factory=OrderedDict)
+    cases: OrderedDict[str, SpotcheckCase] = msgspec.field(default_factory=OrderedDict)
 
     def push(self, case: SpotcheckCase) -> None:
         self.cases[case.request_id] = case
@@ -106,6 +83,3 @@ class ReviewQueue:
     def settle(self, request_id: str) -> bool:
         """Take a labelled case out; whether it was waiting."""
         return self.cases.pop(request_id, None) is not None
-
-    def to_list(self) -> list[dict[str, Any]]:
-        return [case.to_dict() for case in self.cases.values()]

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import msgspec
 
+from monitor.core.state.codec import clone
 from monitor.core.state.counts import ClassCounts
 
 
-@dataclass(slots=True)
-class Window:
+class Window(msgspec.Struct):
     """Counts of one tumbling window, [start, start + length) in event time."""
 
     start: float
-    live: ClassCounts = field(default_factory=ClassCounts)
-    canary: ClassCounts = field(default_factory=ClassCounts)
-    live_versions: ClassCounts = field(default_factory=ClassCounts)
+    live: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    canary: ClassCounts = msgspec.field(default_factory=ClassCounts)
+    live_versions: ClassCounts = msgspec.field(default_factory=ClassCounts)
     pairs: int = 0
     disagreements: int = 0
 
@@ -27,30 +26,8 @@ class Window:
         self.disagreements += other.disagreements
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start,
-            "live": self.live.to_dict(),
-            "canary": self.canary.to_dict(),
-            "live_versions": self.live_versions.to_dict(),
-            "pairs": self.pairs,
-            "disagreements": self.disagreements,
-        }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Window:
-        return cls(
-            float(data["start"]),
-            ClassCounts(data["live"]),
-            ClassCounts(data["canary"]),
-            ClassCounts(data["live_versions"]),
-            int(data["pairs"]),
-            int(data["disagreements"]),
-        )
-
-
-@dataclass
-class Windows:
+class Windows(msgspec.Struct, dict=True):
     """The most recent ``kept`` windows of ``length_s`` seconds; older ones are let go.
 
     An event for a window already let go is counted in ``late`` (it still counts in
@@ -65,10 +42,13 @@ class Windows:
 
     length_s: float
     kept: int
-    by_start: dict[float, Window] = field(default_factory=dict)
+    by_start: dict[float, Window] = msgspec.field(default_factory=dict)
     late: int = 0
-    _current_start: float = -1.0
-    _current: Window | None = None
+
+    def __post_init__(self) -> None:
+        # the window of the latest event time, cached for the hot path (not state: rebuilt on demand)
+        self._current_start = -1.0
+        self._current: Window | None = None
 
     def at(self, ts: float) -> Window:
         """The window holding event time ``ts`` (hot path: the current window is cached)."""
@@ -99,7 +79,7 @@ class Windows:
         for start, window in other.by_start.items():
             mine = self.by_start.get(start)
             if mine is None:
-                self.by_start[start] = Window.from_dict(window.to_dict())
+                self.by_start[start] = clone(window)
             else:
                 mine.merge(window)
         while len(self.by_start) > self.kept:
@@ -107,19 +87,3 @@ class Windows:
         self.late += other.late
         self._current_start, self._current = -1.0, None
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "length_s": self.length_s,
-            "kept": self.kept,
-            "late": self.late,
-            "windows": [w.to_dict() for w in self.recent()],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Windows:
-        windows = cls(float(data["length_s"]), int(data["kept"]), late=int(data["late"]))
-        for item in data["windows"]:
-            window = Window.from_dict(item)
-            windows.by_start[window.start] = window
-        return windows

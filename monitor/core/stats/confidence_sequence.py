@@ -38,10 +38,9 @@ built on it are in :mod:`monitor.core.stats.sequential`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Self
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -62,8 +61,7 @@ def _psi(fraction: float) -> float:
     return -math.log1p(-fraction) - fraction
 
 
-@dataclass(frozen=True, slots=True)
-class BetGrid:
+class BetGrid(msgspec.Struct, frozen=True):
     """The mixture over bet fractions u in (0, 1) that every e-process here averages over.
 
     A small u is a cautious bet that pays off on small, persistent differences; a
@@ -95,12 +93,6 @@ class BetGrid:
         fractions = tuple(float(u) for u in np.geomspace(smallest, largest, count))
         return cls(fractions=fractions, weights=(1.0 / count,) * count)
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"fractions": list(self.fractions), "weights": list(self.weights)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Sequence[float]]) -> BetGrid:
-        return cls(fractions=tuple(data["fractions"]), weights=tuple(data["weights"]))
 
 
 DEFAULT_BETS = BetGrid.geometric(smallest=0.02, largest=0.9, count=8)
@@ -148,12 +140,6 @@ class MeanSums(NamedTuple):
         """Return the state at ``index`` of every array (e.g. ``[..., t]`` for time t of a path)."""
         return MeanSums(*(np.asarray(part[index], dtype=np.float64) for part in self))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {name: np.asarray(part).tolist() for name, part in zip(self._fields, self, strict=True)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MeanSums:
-        return cls(*(np.asarray(data[name], dtype=np.float64) for name in cls._fields))
 
 
 def _check_range(lo: float, hi: float) -> None:
@@ -336,15 +322,26 @@ def p_value_of(log_e: float, multiplicity: int = 1) -> float:
 
 
 
-class MeanState:
+class MeanState(msgspec.Struct):
     """Sums of one or more means over a shared range: the mutable core the checks are built on."""
 
-    __slots__ = ("hi", "lo", "sums")
+    lo: float
+    hi: float
+    sums: MeanSums
 
-    def __init__(self, lo: float, hi: float, shape: tuple[int, ...] = ()) -> None:
+    @classmethod
+    def empty(cls, lo: float, hi: float, shape: tuple[int, ...] = ()) -> MeanState:
+        """The state before any observation, of ``shape`` means."""
         _check_range(lo, hi)
-        self.lo, self.hi = float(lo), float(hi)
-        self.sums = MeanSums.zeros(shape)
+        return cls(float(lo), float(hi), MeanSums.zeros(shape))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MeanState):
+            return NotImplemented
+        # numpy compares arrays element-wise; one answer for all the sums
+        return (self.lo, self.hi) == (other.lo, other.hi) and all(
+            np.array_equal(mine, theirs) for mine, theirs in zip(self.sums, other.sums, strict=True)
+        )
 
     def update_many(self, values: npt.ArrayLike) -> None:
         x = np.asarray(values, dtype=np.float64)
@@ -366,7 +363,7 @@ class MeanState:
         return means
 
 
-class BoundedMeanCS:
+class BoundedMeanCS(msgspec.Struct):
     """A time-uniform confidence sequence for the mean of independent values in a known [lo, hi].
 
     ``lower`` and ``upper`` hold at every sample size at once: with probability at
@@ -382,19 +379,19 @@ class BoundedMeanCS:
     True
     """
 
-    def __init__(self, lo: float = 0.0, hi: float = 1.0, alpha: float = 0.05, bets: BetGrid = DEFAULT_BETS) -> None:
-        check_alpha(alpha)
-        self._state = MeanState(lo, hi)
-        self.alpha = float(alpha)
-        self.bets = bets
+    lo: float = 0.0
+    hi: float = 1.0
+    alpha: float = 0.05
+    bets: BetGrid = DEFAULT_BETS
+    # the running sums; None only until __post_init__ starts them (msgspec runs it on decode too)
+    _state: MeanState = None  # type: ignore[assignment]
 
-    @property
-    def lo(self) -> float:
-        return self._state.lo
-
-    @property
-    def hi(self) -> float:
-        return self._state.hi
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha)
+        _check_range(self.lo, self.hi)
+        self.lo, self.hi, self.alpha = float(self.lo), float(self.hi), float(self.alpha)
+        if self._state is None:
+            self._state = MeanState.empty(self.lo, self.hi)
 
     @property
     def sums(self) -> MeanSums:
@@ -449,25 +446,3 @@ class BoundedMeanCS:
     def e_value_below(self, null: float) -> float:
         """Return the e-process value against "mean >= null": large means evidence the mean is below it."""
         return e_value_of(float(log_e_value(self.sums, null, "below", self.bets)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "BoundedMeanCS",
-            "lo": self.lo,
-            "hi": self.hi,
-            "alpha": self.alpha,
-            "bets": self.bets.to_dict(),
-            "sums": self.sums.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BoundedMeanCS:
-        expect_kind(data, "BoundedMeanCS")
-        restored = cls(data["lo"], data["hi"], data["alpha"], BetGrid.from_dict(data["bets"]))
-        restored._state.sums = MeanSums.from_dict(data["sums"])
-        return restored
-
-
-def expect_kind(data: Mapping[str, Any], kind: str) -> None:
-    if data.get("kind") != kind:
-        raise ValueError(f"not a checkpoint of a {kind}: kind is {data.get('kind')!r}")

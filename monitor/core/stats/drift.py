@@ -42,8 +42,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -274,8 +274,7 @@ def exact_sum(values: FloatArray) -> int:
     return total << base
 
 
-@dataclass(slots=True)
-class Summary:
+class Summary(msgspec.Struct):
     """Count, missing, min, max and exact sums of a numeric stream, for its mean and M2; merges exactly.
 
     >>> s = Summary().update_many(np.array([1.0, 2.0, 3.0]))
@@ -285,8 +284,9 @@ class Summary:
 
     count: int = 0
     missing: int = 0
-    min: float = math.inf
-    max: float = -math.inf
+    # the smallest and largest value (None before the first: state holds no infinity, JSON has none)
+    low: float | None = None
+    high: float | None = None
     # exact sums of the values and of their (float64) squares, in units of 2**-SUM_SCALE
     total: int = 0
     total_squares: int = 0
@@ -305,17 +305,28 @@ class Summary:
         self.count += int(values.size)
         self.total += exact_sum(values)
         self.total_squares += exact_sum(squares)
-        self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
+        self.low, self.high = min(self.min, float(values.min())), max(self.max, float(values.max()))
         return self
 
     def merge(self, other: Summary) -> Summary:
         self.count += other.count
         self.missing += other.missing
-        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+        if other.count:
+            self.low, self.high = min(self.min, other.min), max(self.max, other.max)
         self.total += other.total
         self.total_squares += other.total_squares
         self.overflowed += other.overflowed
         return self
+
+    @property
+    def min(self) -> float:
+        """The smallest value; inf before the first."""
+        return math.inf if self.low is None else self.low
+
+    @property
+    def max(self) -> float:
+        """The largest value; -inf before the first."""
+        return -math.inf if self.high is None else self.high
 
     @property
     def mean(self) -> float:
@@ -336,19 +347,3 @@ class Summary:
     def std(self) -> float:
         """Population standard deviation (ddof 0, as numpy's default and Evidently's norm)."""
         return math.sqrt(self.m2 / self.count) if self.count else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        finite = self.count > 0
-        return {"count": self.count, "missing": self.missing, "min": self.min if finite else None,
-                "max": self.max if finite else None, "mean": self.mean, "m2": self.m2,
-                # exact sums as text: JSON numbers this large lose digits in most readers
-                "total": str(self.total), "total_squares": str(self.total_squares), "overflowed": self.overflowed}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Summary:
-        return cls(
-            int(data["count"]), int(data["missing"]),
-            math.inf if data["min"] is None else float(data["min"]),
-            -math.inf if data["max"] is None else float(data["max"]),
-            int(data["total"]), int(data["total_squares"]), int(data.get("overflowed", 0)),
-        )

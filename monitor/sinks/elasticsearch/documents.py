@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from monitor.core.checks import precision_figures, reference_divergence_figures
+from monitor.core.state.codec import clone
 from monitor.core.state.deployment import DeploymentState
 from monitor.core.state.spotcheck import SpotcheckCase
 from monitor.core.state.windows import Window
@@ -108,7 +109,7 @@ def closed_windows(
             deployment=state.name,
             length_s=length,
             classes=tuple(state.classes),
-            window=Window.from_dict(window.to_dict()),
+            window=clone(window),  # a snapshot: the live window goes on counting
             canary_version=(comparison.canary_version or None) if comparison is not None else None,
             live_version=comparison.live_version() if comparison is not None else None,
             feedback=precision_figures(state.classes, comparison.outcomes) if comparison is not None else None,

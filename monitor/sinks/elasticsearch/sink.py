@@ -17,9 +17,13 @@ backlog is read.
 
 A failed bulk request (Elasticsearch away, 429, 5xx) leaves the documents in the spool
 and waits before the next attempt: ``backoff_s``, doubled per failure up to
-``max_backoff_s``, with full jitter. A document Elasticsearch refuses for itself (a 4xx
-other than 429: a mapping conflict) would be refused again, so it is counted as
-``rejected``, logged and taken out. A bulk request refused as too large (413, from the
+``max_backoff_s``, with full jitter (tenacity's ``wait_random_exponential``). A 429 or 5xx
+answer to the whole request that carries ``Retry-After`` (seconds or an HTTP-date, as a proxy
+or a cloud front may send) is waited for instead when that is longer, up to ``max_backoff_s``,
+read as the webhooks read it (:mod:`monitor.sinks.retry`); documents a bulk answer asks to
+retry one by one (item status 429 or 5xx, no header) wait the jittered back-off alone. A document
+Elasticsearch refuses for itself (a 4xx other than 429: a mapping conflict) would be refused
+again, so it is counted as ``rejected``, logged and taken out. A bulk request refused as too large (413, from the
 cluster's or a proxy's body limit) is sent again in halves, down to one document, which
 is then rejected the same way; the batch grows back after each success. Document ids are deterministic
 (:mod:`monitor.sinks.elasticsearch.documents`), and documents are written with the ``index``
@@ -34,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -45,6 +48,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from monitor.config import ElasticsearchSettings, Settings
 from monitor.core.state.deployment import DeploymentState
@@ -61,6 +65,7 @@ from monitor.sinks.elasticsearch.documents import (
     window_documents,
 )
 from monitor.sinks.elasticsearch.spool import SPOOL_FILE, DocumentSpool, Spooled
+from monitor.sinks.retry import honour_retry_after, retry_after_s, retryable
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +86,29 @@ def open_client(settings: ElasticsearchSettings) -> Elasticsearch:
     return Elasticsearch(settings.hosts, **options)
 
 
+def asked_wait(error: Exception | None) -> float | None:
+    """The wait a failed request's answer asked for: its ``Retry-After``, on a 429 or 5xx; else None.
+
+    The client raises an ``ApiError`` for any answer it does not take (a 429 or 503 too), and the
+    answer's headers are on its ``meta``; a connection error (``TransportError``) has no answer.
+    """
+    if isinstance(error, ApiError) and retryable(error.meta.status):
+        return retry_after_s(error.meta.headers)
+    return None
+
+
 def spool_path(settings: Settings) -> Path:
     """Where the spool lives: ``elasticsearch.spool_dir``, else ``state.dir``."""
     assert settings.elasticsearch is not None
     return (settings.elasticsearch.spool_dir or settings.state.dir) / SPOOL_FILE
 
 
-def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Full jitter: uniform up to ``base_s * 2**(failures-1)``, never over ``cap_s``."""
-    return rng.uniform(0.0, min(cap_s, base_s * 2 ** max(failures - 1, 0)))
-
-
 class ElasticsearchSink:
     """Indexes the sidecar's windows, verdict changes and spot-check cases from its own thread.
 
-    Wire it as a verdict listener (``sidecar.listeners``), a case listener
-    (``sidecar.case_listeners``) and a batch listener (``sidecar.batch_listeners``),
-    :meth:`start` it, and :meth:`stop` it after the sidecar has stopped, so the last
-    verdicts go out too.
+    Attach it to the sidecar (``sidecar.attach(sink)``): the sidecar starts it, tells it of
+    verdict changes, picked cases and batches, and stops it after its own last verdicts, so
+    those go out too.
     """
 
     def __init__(
@@ -108,14 +118,12 @@ class ElasticsearchSink:
         deployments: Sequence[str],
         references: Mapping[str, Mapping[str, float] | None] | None = None,
         client: Elasticsearch | None = None,
-        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.spool = spool
         self.deployments = list(deployments)
         self.references = dict(references or {})
         self._client = client
-        self._rng = rng or random.Random()
         self._batch_limit = settings.batch_size  # halved after a 413, doubled back after a success
         self._handoff: queue.Queue[Item] = queue.Queue(settings.handoff_size)
         self._counts: dict[tuple[str, str, str], int] = {
@@ -131,6 +139,12 @@ class ElasticsearchSink:
         self._deadline = float("inf")
         self._failures = 0
         self._retry_at = 0.0
+        # The sink's thread retries from its own loop (it goes on spooling what is handed over while it
+        # waits), so it takes from tenacity only the wait: full jitter, uniform up to
+        # backoff_s * 2**(failures-1), never over max_backoff_s (or a longer Retry-After, see _failed).
+        # _outage is the call state that wait reads.
+        self._backoff = wait_random_exponential(multiplier=settings.backoff_s, max=settings.max_backoff_s)
+        self._outage = RetryCallState(Retrying(wait=self._backoff), None, (), {})
         self._templates_installed = False
         self.thread = threading.Thread(target=self._run, name="driftgate-elasticsearch", daemon=True)
 
@@ -193,9 +207,11 @@ class ElasticsearchSink:
 
     # -- life cycle ------------------------------------------------------------------------------------
 
-    def start(self) -> ElasticsearchSink:
+    def start(self) -> None:
         self.thread.start()
-        return self
+
+    def collectors(self) -> list[Collector]:
+        return [SinkCollector(self)]
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Spool what was handed over, send what can be sent within ``timeout_s``; the rest waits on disk."""
@@ -394,7 +410,8 @@ class ElasticsearchSink:
 
     def _failed(self, message: str, error: Exception | None, documents: int = 0) -> None:
         self._failures += 1
-        delay = backoff_delay(self._failures, self.settings.backoff_s, self.settings.max_backoff_s, self._rng)
+        self._outage.attempt_number = self._failures
+        delay = honour_retry_after(self._backoff(self._outage), asked_wait(error), self.settings.max_backoff_s)
         self._retry_at = time.monotonic() + delay
         # The first failure of an outage at warning, the rest at debug: an outage is not a log flood.
         level = logging.WARNING if self._failures == 1 else logging.DEBUG

@@ -35,7 +35,7 @@ from monitor.embedded.broker import EmbeddedBroker
 from monitor.embedded.elasticsearch import EmbeddedElasticsearch
 from monitor.embedded.simulator import CLASSES, TrafficSimulator
 from monitor.kafka.topics import ensure_topics
-from monitor.server import build_sidecar, stop_elasticsearch
+from monitor.server import build_sidecar
 from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 
 pytestmark = pytest.mark.integration
@@ -90,11 +90,10 @@ def filled(broker: EmbeddedBroker, elasticsearch_server: EmbeddedElasticsearch,
             while sidecar.counts()["consumed"] < produced:
                 assert time.monotonic() < deadline, "the sidecar did not consume the traffic"
                 time.sleep(0.05)
-        sink = next(item for item in sidecar.listeners if isinstance(item, ElasticsearchSink))
+        sink = next(item for item in sidecar.attachments if isinstance(item, ElasticsearchSink))
         assert sink.flush(60)
     finally:
         sidecar.stop()
-        stop_elasticsearch(sidecar)
     client = Elasticsearch(elasticsearch_server.url, request_timeout=10)
     client.indices.refresh(index="driftgate-*")
     yield client

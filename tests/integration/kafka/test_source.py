@@ -21,10 +21,7 @@ from monitor.core.records import Record
 from monitor.core.state.join import RequestJoin
 from monitor.embedded.broker import EmbeddedBroker
 from monitor.embedded.loopback import free_port
-from monitor.errors import ConfigError
-from monitor.kafka.confluent_source import ConfluentSource
 from monitor.kafka.connect import open_source
-from monitor.kafka.kafka_python_source import KafkaPythonSource
 from monitor.kafka.source import Source
 from monitor.kafka.topics import ensure_topics
 
@@ -304,20 +301,6 @@ def test_group_mode_with_both_clients(broker: EmbeddedBroker, topic_name: str) -
         finally:
             static.close()
         assert got == [(0, 10), (1, 10)], client
-
-
-def test_open_source_chooses_the_client_and_refuses_owned_options() -> None:
-    bootstrap = f"127.0.0.1:{free_port()}"
-    confluent = open_source(_settings(bootstrap, "confluent"), ["t"])
-    confluent.close()
-    assert isinstance(confluent, ConfluentSource)
-    kafka_python = open_source(_settings(bootstrap, "kafka-python"), ["t"])
-    kafka_python.close()
-    assert isinstance(kafka_python, KafkaPythonSource)
-    with pytest.raises(ConfigError, match=r"kafka\.options\.enable\.auto\.commit"):
-        open_source(_settings(bootstrap, "confluent", options={"enable.auto.commit": True}), ["t"])
-    with pytest.raises(ConfigError, match=r"kafka\.options: .*no\.such\.property"):
-        open_source(_settings(bootstrap, "confluent", options={"no.such.property": 1}), ["t"])
 
 
 def _produce_answers(bootstrap: str, topic: str, count: int, pad: int) -> None:

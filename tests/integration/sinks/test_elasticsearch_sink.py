@@ -42,8 +42,9 @@ from monitor.embedded.elasticsearch import EmbeddedElasticsearch
 from monitor.embedded.loopback import free_port
 from monitor.embedded.simulator import CLASSES, TrafficSimulator
 from monitor.kafka.topics import ensure_topics
-from monitor.server import build_sidecar, stop_elasticsearch
+from monitor.server import build_sidecar
 from monitor.sidecar.service import Sidecar
+from monitor.sidecar.views import as_data
 from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 from monitor.sinks.elasticsearch.spool import DocumentSpool
 
@@ -126,7 +127,7 @@ def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def _sink(sidecar: Sidecar) -> ElasticsearchSink:
-    return next(listener for listener in sidecar.listeners if isinstance(listener, ElasticsearchSink))
+    return next(item for item in sidecar.attachments if isinstance(item, ElasticsearchSink))
 
 
 def _count(client: Elasticsearch, pattern: str) -> int:
@@ -169,11 +170,10 @@ def scenario(
 
         elasticsearch_server.start()
         assert sink.flush(60), "the spool did not drain once Elasticsearch was back"
-        snapshot = sidecar.snapshot(DEPLOYMENT)
+        snapshot = as_data(sidecar.snapshot(DEPLOYMENT))
     finally:
         api.stop()
         sidecar.stop()
-        stop_elasticsearch(sidecar)
     client.indices.refresh(index=f"{prefix}-*")
     yield Scenario(
         settings, prefix, snapshot,
@@ -267,7 +267,7 @@ def _verdicts(n: int) -> list[Verdict]:
 
 def _states(n_windows: int) -> dict[str, DeploymentState]:
     """A deployment's state with ``n_windows`` closed windows of live answers (and one open)."""
-    state = DeploymentState(DEPLOYMENT, classes=list(CLASSES), window_s=WINDOW_S, windows_kept=n_windows + 1)
+    state = DeploymentState.new(DEPLOYMENT, classes=list(CLASSES), window_s=WINDOW_S, windows_kept=n_windows + 1)
     for i in range(int(n_windows * WINDOW_S) + 1):
         state.add_prediction("live", Prediction(f"r{i}", DEPLOYMENT, CLASSES[i % 3], START_TS + i, "v1"))
     return {DEPLOYMENT: state}

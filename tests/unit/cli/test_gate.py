@@ -1,4 +1,4 @@
-"""Tests of monitor.cli.gate's pure parts: durations and exit codes (CONTRACT §5)."""
+"""Tests of monitor.cli.gate's pure parts: durations and exit codes (docs/contract.md §5)."""
 
 from __future__ import annotations
 

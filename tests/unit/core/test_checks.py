@@ -28,8 +28,16 @@ def comparison(live: list[int], canary: list[int], confusion: dict[tuple[str, st
         started_at=0.0,
         live=ClassCounts(dict(zip(CLASSES, live, strict=True))),
         canary=ClassCounts(dict(zip(CLASSES, canary, strict=True))),
-        confusion=dict(confusion or {}),
+        confusion=nested(confusion or {}),
     )
+
+
+def nested(pairs: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """(live, canary) -> n as the comparison keeps it: live label -> canary label -> n."""
+    confusion: dict[str, dict[str, int]] = {}
+    for (live, canary), n in pairs.items():
+        confusion.setdefault(live, {})[canary] = n
+    return confusion
 
 
 EQUAL = comparison([500, 300, 200], [500, 300, 200])

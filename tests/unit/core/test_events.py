@@ -17,7 +17,7 @@ from monitor.errors import EventError
 RECEIVED = 1_700_000_000.0
 MAX_BYTES = 4096
 
-# CONTRACT §1, verbatim.
+# docs/contract.md §1, verbatim.
 CONTRACT_PREDICTION = b"""{"request_id": "r-81723", "ts": "2026-11-23T10:00:00.250Z", "deployment": "doc-classifier",
  "model_version": "v42", "label": "invoice",
  "scores": {"invoice": 0.91, "contract": 0.06, "other": 0.03},

@@ -12,6 +12,7 @@ from scipy.spatial.distance import jensenshannon
 from monitor.config import DeploymentSettings, parse_config
 from monitor.core.checks import CheckResult
 from monitor.core.events import Prediction
+from monitor.core.state.codec import encode
 from monitor.core.state.deployment import DeploymentState
 from monitor.core.verdict import VERDICTS, decide, evaluate, iso_time
 
@@ -30,7 +31,7 @@ def state_with(live: list[int], canary: list[int], span_s: float = 100.0) -> Dep
 
     The two models answer different requests, so no pairs form (disagreement lacks data, and does not block).
     """
-    state = DeploymentState(NAME, classes=CLASSES)
+    state = DeploymentState.new(NAME, classes=CLASSES)
     rows = [("canary", label, "v2") for label, n in zip(CLASSES, canary, strict=True) for _ in range(n)]
     rows += [("live", label, "v1") for label, n in zip(CLASSES, live, strict=True) for _ in range(n)]
     step = span_s / max(len(rows) - 1, 1)
@@ -127,7 +128,7 @@ def test_no_blocking_check_never_says_go() -> None:
 
 
 def test_no_canary_yet_is_pending() -> None:
-    state = DeploymentState(NAME, classes=CLASSES)
+    state = DeploymentState.new(NAME, classes=CLASSES)
     state.add_prediction("live", Prediction("r1", NAME, "invoice", START, "v1"))
     verdict = evaluate(deployment(), state)
     assert verdict.verdict == "pending"
@@ -222,7 +223,7 @@ def test_iso_time() -> None:
 
 def test_evaluate_is_pure() -> None:
     state = state_with([250, 150, 100], [450, 30, 20])
-    before = state.to_dict()
+    before = encode(state)
     first = evaluate(deployment({"min_samples": 400}), state).to_dict()
     assert evaluate(deployment({"min_samples": 400}), state).to_dict() == first
-    assert state.to_dict() == before
+    assert encode(state) == before

@@ -15,7 +15,8 @@ from monitor.api.app import create_app
 from monitor.config import parse_config
 from monitor.core.events import Feedback, Prediction
 from monitor.core.profile import build_profile
-from monitor.reports.evidently_report import ReportError, SampleRow, report_html
+from monitor.errors import ReportError
+from monitor.reports.evidently_report import SampleRow, report_html
 from monitor.reports.profile_file import read_profile, write_profile
 from monitor.sidecar.service import Sidecar
 

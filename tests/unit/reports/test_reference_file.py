@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from monitor.cli.app import app
 from monitor.config import parse_config
-from monitor.core.profile import ProfileError, ReferenceProfile, build_profile
+from monitor.core.profile import ReferenceProfile, build_profile
 from monitor.core.stats.drift import bin_counts, quantile_edges
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, ProfileError, ReferenceFileError
 from monitor.reports.profile_file import read_profile, write_profile
-from monitor.reports.reference_file import ReferenceFileError, read_reference
+from monitor.reports.reference_file import read_reference
 
 runner = CliRunner()
 CLASSES = ["invoice", "contract", "other"]

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import monitor.core.state.counts
+from monitor.core.state.codec import clone, decode, encode
 from monitor.core.state.counts import ClassCounts
 
 labels = st.lists(st.sampled_from(["invoice", "contract", "other", "x", ""]), max_size=60)
@@ -79,7 +80,11 @@ def test_equality_ignores_zero_counts_and_other_types() -> None:
 
 def test_round_trip_and_independent_copy() -> None:
     source = {"a": 3, "b": 1}
-    counts = ClassCounts.from_dict(source)
+    counts = decode(source, ClassCounts)
     counts.update("a")
     assert source == {"a": 3, "b": 1}
-    assert ClassCounts.from_dict(counts.to_dict()) == counts
+    assert encode(counts) == {"a": 4, "b": 1}
+    assert decode(encode(counts), ClassCounts) == counts
+    copy = clone(counts)
+    copy.update("b")
+    assert copy != counts and counts.get("b") == 1

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.core.events import Feedback, Prediction
+from monitor.core.state.codec import decode, encode
 from monitor.core.state.deployment import DeploymentState
 from monitor.errors import EventError
 
@@ -26,7 +27,7 @@ def prediction(request_id: str, label: str, ts: float, version: str | None = Non
 
 def new_state(**options: Any) -> DeploymentState:
     options = {"window_s": 60.0, "windows_kept": 1000, "max_open_requests": 100_000, **options}
-    return DeploymentState(NAME, **options)
+    return DeploymentState.new(NAME, **options)
 
 
 def feed(state: DeploymentState, events: list[Event]) -> DeploymentState:
@@ -36,17 +37,13 @@ def feed(state: DeploymentState, events: list[Event]) -> DeploymentState:
 
 
 def comparable(state: DeploymentState) -> dict[str, Any]:
-    """to_dict() with the join's open requests in a canonical order.
+    """The state as the codec encodes it (the joins' requests as mappings: order is not compared).
 
     The spot-check sampler and its review queue are left out: which disagreements a
     replica picks under its own per-minute budget is a policy decision, not a statistic
     that adds up (their counters do add up, and are checked below).
     """
-    data = state.to_dict()
-    data["join"]["open"] = sorted(data["join"]["open"], key=repr)
-    data["feedback"]["answered"] = sorted(data["feedback"]["answered"], key=repr)
-    data["feedback"]["scored"] = sorted(data["feedback"]["scored"], key=repr)
-    data["join"]["paired_ids"] = sorted(data["join"]["paired_ids"], key=repr)
+    data = encode(state)
     del data["sampler"], data["review"]
     return data
 
@@ -148,7 +145,7 @@ def test_pairs_land_in_the_canary_versions_confusion() -> None:
         ("live", prediction("r3", "other", 4.0, "v1")),  # never answered by canary
     ])
     comparison = state.comparisons["v2"]
-    assert comparison.confusion == {("invoice", "invoice"): 1, ("other", "contract"): 1}
+    assert comparison.confusion == {"invoice": {"invoice": 1}, "other": {"contract": 1}}
     assert (comparison.pairs, comparison.disagreements) == (2, 1)
     assert comparison.live_version() == "v1"
     assert len(state.join) == 1
@@ -236,8 +233,8 @@ def test_round_trip_gives_an_equal_state(events: list[Event], cut: int, fixed: b
         options["classes"] = list(LABELS)
     state = feed(new_state(**options), events[:cut])
     state.tick()
-    restored = DeploymentState.from_dict(json.loads(json.dumps(state.to_dict())))
-    assert restored.to_dict() == state.to_dict()
+    restored = decode(json.loads(json.dumps(encode(state))), DeploymentState)
+    assert encode(restored) == encode(state)
     assert restored.fixed_classes == fixed
     assert (restored.current is None) == (state.current is None)
     if state.current is not None:
@@ -248,18 +245,18 @@ def test_round_trip_gives_an_equal_state(events: list[Event], cut: int, fixed: b
     feed(restored, events[cut:])
     state.tick()
     restored.tick()
-    assert restored.to_dict() == state.to_dict()
+    assert encode(restored) == encode(state)
 
 
 def test_round_trip_keeps_class_rules() -> None:
-    state = DeploymentState(NAME, classes=["a", "b"])
-    restored = DeploymentState.from_dict(state.to_dict())
+    state = DeploymentState.new(NAME, classes=["a", "b"])
+    restored = decode(encode(state), DeploymentState)
     with pytest.raises(EventError) as caught:
         restored.add_prediction("live", prediction("r1", "c", 0.0))
     assert caught.value.reason == "unknown_class"
-    capped = DeploymentState(NAME, max_classes=2)
+    capped = DeploymentState.new(NAME, max_classes=2)
     feed(capped, [("live", prediction("r1", "a", 0.0)), ("live", prediction("r2", "b", 0.0))])
-    restored = DeploymentState.from_dict(capped.to_dict())
+    restored = decode(encode(capped), DeploymentState)
     with pytest.raises(EventError) as caught:
         restored.add_prediction("live", prediction("r3", "c", 0.0))
     assert caught.value.reason == "too_many_classes"
@@ -294,8 +291,8 @@ def test_new_canary_version_starts_a_new_comparison_and_becomes_current() -> Non
     assert v2.live.to_dict() == {"invoice": 1}
     assert v3.live.to_dict() == {"contract": 2}
     # Pairs go to the comparison of the canary version that answered.
-    assert v2.confusion == {("invoice", "invoice"): 1, ("contract", "contract"): 1}
-    assert v3.confusion == {("contract", "other"): 1}
+    assert v2.confusion == {"invoice": {"invoice": 1}, "contract": {"contract": 1}}
+    assert v3.confusion == {"contract": {"other": 1}}
     assert state.totals["canary"]["v2"].to_dict() == {"invoice": 1, "contract": 1}
     assert state.totals["live"]["v1"].to_dict() == {"invoice": 2, "contract": 2}
 
@@ -312,12 +309,12 @@ def test_canary_without_version_is_its_own_comparison() -> None:
 def test_unknown_class_with_fixed_classes_is_refused_and_not_counted() -> None:
     state = new_state(classes=list(LABELS))
     feed(state, [("canary", prediction("r1", "invoice", 0.0, "v2"))])
-    before = state.to_dict()
+    before = encode(state)
     for role in ("live", "canary"):
         with pytest.raises(EventError) as caught:
             state.add_prediction(role, prediction("r2", "receipt", 1.0, "v2"))
         assert caught.value.reason == "unknown_class"
-    assert state.to_dict() == before
+    assert encode(state) == before
     assert state.classes == list(LABELS)
 
 
@@ -325,11 +322,11 @@ def test_class_cap_is_enforced_and_not_counted() -> None:
     state = new_state(max_classes=2)
     feed(state, [("live", prediction("r1", "a", 0.0)), ("live", prediction("r2", "b", 0.0)),
                  ("live", prediction("r3", "a", 0.0))])
-    before = state.to_dict()
+    before = encode(state)
     with pytest.raises(EventError) as caught:
         state.add_prediction("canary", prediction("r4", "c", 1.0, "v2"))
     assert caught.value.reason == "too_many_classes"
-    assert state.to_dict() == before
+    assert encode(state) == before
     assert state.classes == ["a", "b"]
 
 

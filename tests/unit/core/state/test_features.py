@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import monitor.core.state.features
 from monitor.core.events import Prediction
+from monitor.core.state.codec import decode, encode
 from monitor.core.state.deployment import DeploymentState
 from monitor.core.state.feature_intake import FeatureIntake, IntakeSettings
 from monitor.core.state.features import OTHER, ColumnSpec, FeatureLayout, FeatureStats
@@ -41,7 +42,7 @@ def test_layout_is_learned_per_column_and_round_trips() -> None:
     length = np.array([row["length"] for row in features])
     assert layout.columns["length"].edges == tuple(quantile_edges(length, 10).tolist())
     assert layout.columns["lang"].categories == ("de", "en", "fr")
-    assert FeatureLayout.from_dict(layout.to_dict()) == layout
+    assert decode(encode(layout), FeatureLayout) == layout
 
 
 def test_numeric_column_equals_numpy_on_the_same_values() -> None:
@@ -91,8 +92,8 @@ def test_merging_two_states_equals_the_state_of_the_union(first: list[dict[str, 
     a.update(first, [None] * len(first))
     b.update(second, [None] * len(second))
     union.update(first + second, [None] * (len(first) + len(second)))
-    assert a.merge(b).to_dict() == union.to_dict()
-    assert FeatureStats.from_dict(layout, union.to_dict()).to_dict() == union.to_dict()
+    assert encode(a.merge(b)) == encode(union)
+    assert decode(encode(union), FeatureStats) == union
 
 
 def rows_for(role: str, key: str | None, features: list[dict[str, Any]]) -> list[Any]:
@@ -128,7 +129,7 @@ def test_intake_learns_from_the_first_live_rows_and_bins_what_it_held() -> None:
 def test_deployment_state_bins_features_per_comparison_and_round_trips() -> None:
     features, scores = reference_rows(600)
     layout = FeatureLayout.learn(features, scores, bins=8)
-    state = DeploymentState("d", intake=FeatureIntake(IntakeSettings(sample_every=1), layout))
+    state = DeploymentState.new("d", intake=FeatureIntake(IntakeSettings(sample_every=1), layout))
     for i, (row, score) in enumerate(zip(features, scores, strict=True)):
         for role, version in (("live", "v1"), ("canary", "v2")):
             state.add_prediction(role, Prediction(f"r{i}", "d", "invoice", 1000.0 + i, version, score, row))
@@ -139,15 +140,15 @@ def test_deployment_state_bins_features_per_comparison_and_round_trips() -> None
     assert comparison is not None
     # the first live answer came before the canary's first: it is placed in the comparison by its event time
     assert comparison.features["canary"].rows == 600 and comparison.features["live"].rows == 600
-    restored = DeploymentState.from_dict(state.to_dict())
+    restored = decode(encode(state), DeploymentState)
     restored.use_features(FeatureIntake(IntakeSettings(sample_every=1), layout), None)
-    assert restored.to_dict() == state.to_dict()
+    assert encode(restored) == encode(state)
 
 
 def test_sampling_bins_one_prediction_in_n() -> None:
     features, _ = reference_rows(400)
     layout = FeatureLayout.learn(features, [None] * 400, bins=8)
-    state = DeploymentState("d", intake=FeatureIntake(IntakeSettings(sample_every=4), layout))
+    state = DeploymentState.new("d", intake=FeatureIntake(IntakeSettings(sample_every=4), layout))
     for i, row in enumerate(features):
         state.add_prediction("canary", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v2", None, row))
     state.flush_features()
@@ -161,7 +162,7 @@ def test_live_rows_read_before_the_canary_count_in_its_comparison() -> None:
     """A backlog read live topic first: the live features still count in the comparison by event time."""
     features, scores = reference_rows(300)
     layout = FeatureLayout.learn(features, scores, bins=8)
-    state = DeploymentState("d", window_s=60.0, intake=FeatureIntake(IntakeSettings(sample_every=1), layout))
+    state = DeploymentState.new("d", window_s=60.0, intake=FeatureIntake(IntakeSettings(sample_every=1), layout))
     for i, row in enumerate(features):
         state.add_prediction("live", Prediction(f"r{i}", "d", "invoice", 1000.0 + i, "v1", scores[i], row))
     state.flush_features()
@@ -172,7 +173,19 @@ def test_live_rows_read_before_the_canary_count_in_its_comparison() -> None:
     assert comparison is not None
     live = comparison.features["live"]
     # live rows from the start of the window of the canary's first answer (960 s) on
-    assert live.rows == 300 and live.to_dict()["columns"] == comparison.features["canary"].to_dict()["columns"]
-    restored = DeploymentState.from_dict(state.to_dict())
+    assert live.rows == 300 and encode(live)["columns"] == encode(comparison.features["canary"])["columns"]
+    restored = decode(encode(state), DeploymentState)
     restored.use_features(FeatureIntake(IntakeSettings(sample_every=1), layout), None)
-    assert restored.to_dict() == state.to_dict()
+    assert encode(restored) == encode(state)
+
+
+def test_equal_numbers_of_other_types_are_counted_by_their_own_text() -> None:
+    # 0, 0.0 and False are one key to a dict; a categorical column counts each by its text,
+    # so one batch of them counts as two batches of one each do (the merge law's case).
+    layout = FeatureLayout({"c": ColumnSpec("c", "categorical", categories=("a",), max_categories=100)})
+    whole, first, second = FeatureStats(layout), FeatureStats(layout), FeatureStats(layout)
+    whole.update([{"c": 0}, {"c": 0.0}, {"c": False}], [None] * 3)
+    first.update([{"c": 0}], [None])
+    second.update([{"c": 0.0}, {"c": False}], [None] * 2)
+    assert encode(whole)["columns"]["c"]["counts"] == {"0": 1, "0.0": 1, "False": 1}
+    assert encode(first.merge(second)) == encode(whole)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.core.state.codec import decode, encode
 from monitor.core.state.feedback import Answers, FeedbackJoin, Truth, score
 from monitor.core.state.outcomes import Outcomes
 
@@ -67,7 +68,7 @@ def test_any_order_with_duplicates_scores_like_the_batch(
             scored = join.add_truth(rid, item)
         if scored is not None:
             outcomes.add(scored)
-    assert outcomes.to_dict() == batch(reqs).to_dict()
+    assert outcomes == batch(reqs)
     assert join.stats.duplicates == duplicates
     assert join.stats.matched == sum(1 for _, _, truth in reqs if truth is not None)
 
@@ -112,6 +113,6 @@ def test_round_trip_and_merge() -> None:
     a, b = FeedbackJoin(10, 1e9), FeedbackJoin(10, 1e9)
     a.add_answers("r1", Answers(0.0, "invoice", "other", "v2"))
     b.add_truth("r2", Truth(1.0, "other", None, "user"))
-    assert FeedbackJoin.from_dict(a.to_dict()).to_dict() == a.to_dict()
+    assert decode(encode(a), FeedbackJoin) == a
     merged = a.merge(b)
     assert set(merged.answered) == {"r1"} and set(merged.early) == {"r2"}

@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import monitor.core.state.join
+from monitor.core.state.codec import decode, encode
 from monitor.core.state.join import RequestJoin
 
 LABELS = ("invoice", "contract", "other")
@@ -219,11 +220,11 @@ def test_round_trip(case: tuple[list[Request], list[Event]], max_open: int) -> N
     join = RequestJoin(max_open=max_open, ttl_s=5.0)
     feed(join, events[:half])
     join.expire(float(half))
-    restored = RequestJoin.from_dict(join.to_dict())
-    assert restored.to_dict() == join.to_dict()
+    restored = decode(encode(join), RequestJoin)
+    assert restored == join
     # It behaves the same from here on.
     assert feed(restored, events[half:]) == feed(join, events[half:])
-    assert restored.to_dict() == join.to_dict()
+    assert restored == join
 
 
 def test_stats_merge_adds_up() -> None:
@@ -237,6 +238,6 @@ def test_stats_merge_adds_up() -> None:
     b.add_canary("r4", "y", None, 0.0)
     b.expire(10.0)
     a.stats.merge(b.stats)
-    assert a.stats.to_dict() == {
+    assert encode(a.stats) == {
         "paired": 1, "evicted": 1, "expired_live_only": 0, "expired_canary_only": 1, "duplicates": 1,
     }

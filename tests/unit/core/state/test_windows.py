@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import monitor.core.state.windows
+from monitor.core.state.codec import decode, encode
 from monitor.core.state.windows import Window, Windows
 
 LABELS = ("invoice", "contract", "other")
@@ -137,11 +138,11 @@ def test_round_trip(stream: list[tuple[float, str]]) -> None:
     windows = Windows(length_s=LENGTH, kept=3)
     half = len(stream) // 2
     feed(windows, stream[:half])
-    restored = Windows.from_dict(windows.to_dict())
-    assert restored.to_dict() == windows.to_dict()
+    restored = decode(encode(windows), Windows)
+    assert restored == windows
     feed(windows, stream[half:])
     feed(restored, stream[half:])
-    assert restored.to_dict() == windows.to_dict()
+    assert restored == windows
 
 
 def test_window_round_trip() -> None:
@@ -149,4 +150,7 @@ def test_window_round_trip() -> None:
     window.live.update("a")
     window.canary.update("b", 2)
     window.pairs, window.disagreements = 3, 1
-    assert Window.from_dict(window.to_dict()).to_dict() == window.to_dict()
+    assert decode(encode(window), Window) == window
+    # the form the API and Elasticsearch documents show (docs/contract.md)
+    assert encode(window) == {"start": 120.0, "live": {"a": 1}, "canary": {"b": 2}, "live_versions": {},
+                                "pairs": 3, "disagreements": 1}

@@ -71,7 +71,8 @@ def test_binom_cdf_is_a_rising_probability_with_binomial_symmetry(n: int, data: 
     k = data.draw(st.integers(0, n))
     assert 0.0 <= binom_cdf(k - 1, n, 0.5) <= binom_cdf(k, n, 0.5) <= 1.0
     # Binomial(n, 1/2) is symmetric: P(X <= k) = P(X >= n - k) = 1 - P(X <= n - k - 1).
-    assert binom_cdf(k, n, 0.5) == pytest.approx(1 - binom_cdf(n - k - 1, n, 0.5), abs=1e-12)
+    # The continued fraction of the incomplete beta is good to about 1e-12 per side, not exactly.
+    assert binom_cdf(k, n, 0.5) == pytest.approx(1 - binom_cdf(n - k - 1, n, 0.5), abs=1e-10)
 
 
 def test_small_binomials_equal_exact_sums() -> None:

@@ -13,6 +13,7 @@ from scipy.stats import ks_2samp
 from scipy.stats import wasserstein_distance as scipy_wasserstein
 
 import monitor.core.stats.drift
+from monitor.core.state.codec import decode, encode
 from monitor.core.stats.drift import (
     Summary,
     bin_counts,
@@ -218,7 +219,7 @@ def test_merged_state_equals_state_of_union(first: list[float], second: list[flo
     assert (merged.min, merged.max) == (union.min, union.max)
     assert (merged.total, merged.total_squares) == (union.total, union.total_squares)
     assert merged.mean == union.mean and merged.m2 == union.m2
-    assert Summary.from_dict(merged.to_dict()) == merged
+    assert decode(encode(merged), Summary) == merged
 
 
 def test_empty_sides_are_no_evidence() -> None:

@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -54,7 +55,7 @@ def test_ids_are_stable_and_tell_different_parts_apart(a: list[str], b: list[str
 
 
 def test_closed_windows_one_document_per_role_and_class_with_the_windows_counts() -> None:
-    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    state = DeploymentState.new("d", classes=CLASSES, window_s=10.0)
     feed(state, 250, DAY, rate=10.0)  # 25 s: windows at 0 and 10 closed, 20 open
     reports = closed_windows(state, None, {})
     assert [r.window.start for r in reports] == [DAY, DAY + 10]
@@ -78,7 +79,7 @@ def test_closed_windows_one_document_per_role_and_class_with_the_windows_counts(
 
 
 def test_a_window_sent_is_not_sent_again_unless_a_late_event_changes_it() -> None:
-    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    state = DeploymentState.new("d", classes=CLASSES, window_s=10.0)
     feed(state, 250, DAY, rate=10.0)
     reports = closed_windows(state, None, {})
     sent = {r.window.start: r.signature for r in reports}
@@ -93,7 +94,7 @@ def test_a_window_sent_is_not_sent_again_unless_a_late_event_changes_it() -> Non
 
 
 def test_replicas_of_one_deployment_write_their_windows_under_their_own_ids() -> None:
-    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    state = DeploymentState.new("d", classes=CLASSES, window_s=10.0)
     feed(state, 150, DAY, rate=10.0)
     report = closed_windows(state, None, {})[0]
     alone = {d.doc_id for d in window_documents(report, "dg")}
@@ -104,7 +105,7 @@ def test_replicas_of_one_deployment_write_their_windows_under_their_own_ids() ->
 
 
 def test_reference_divergence_per_role_when_a_reference_is_configured() -> None:
-    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    state = DeploymentState.new("d", classes=CLASSES, window_s=10.0)
     feed(state, 150, DAY, rate=10.0)
     report = closed_windows(state, {"invoice": 0.5, "contract": 0.3, "other": 0.2}, {})[0]
     body = window_documents(report, "dg")[0].body
@@ -138,7 +139,7 @@ def test_a_spotcheck_case_is_named_by_its_request() -> None:
                          {"lang": "de"}, DAY + 5, "v2", 3.0)
     document = spotcheck_document(case, "dg")
     assert document.doc_id == spotcheck_document(case, "dg").doc_id
-    assert document.doc_id != spotcheck_document(SpotcheckCase(**{**case.to_dict(), "request_id": "r-2"}), "dg").doc_id
+    assert document.doc_id != spotcheck_document(msgspec.structs.replace(case, request_id="r-2"), "dg").doc_id
     assert document.body["live_score"] == 0.8 and document.body["canary_score"] == 0.6
 
 
@@ -159,7 +160,7 @@ def _unmapped(body: dict[str, Any], properties: dict[str, Any], path: str = "") 
 
 
 def test_every_field_written_is_mapped_explicitly() -> None:
-    state = DeploymentState("d", classes=CLASSES, window_s=10.0)
+    state = DeploymentState.new("d", classes=CLASSES, window_s=10.0)
     feed(state, 150, DAY, rate=10.0)
     report = closed_windows(state, {"invoice": 0.5, "contract": 0.3, "other": 0.2}, {})[0]
     documents: list[Document] = [
