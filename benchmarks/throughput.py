@@ -12,7 +12,7 @@ sidecar's alone.
 100,000 of the live requests never get a canary answer, so the join holds 100,000 open
 requests while the rest stream through. The last line is one JSON object (docs/contract.md §7).
 
-    python benchmarks/throughput.py [--events 1000000] [--client confluent|kafka-python]
+    python benchmarks/throughput.py [--events 1000000] [--client confluent|kafka-python] [--labels text|integers]
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ from monitor.kafka.topics import ensure_topics
 from monitor.server import tune_garbage_collection
 
 CLASSES = ("invoice", "contract", "other")
+# --labels integers: labels as a scikit-learn classifier emits them, the classes "0", "1", "2"
+INTEGER_CLASSES = (0, 1, 2)
 
 
-def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int) -> None:
+def produce(
+    bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int,
+    classes: tuple[str | int, ...] = CLASSES,
+) -> None:
     """Produce n_events predictions: pairs of live and canary answers plus `unpaired` live-only ones."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 500000})
@@ -47,15 +52,16 @@ def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, u
     for i in range(pairs + unpaired):
         rid = f"r-{i}"
         ts = start_ts + i / 1000
-        label = CLASSES[i % 3]
+        label = classes[i % 3]
+        runner_up = classes[2] if label != classes[2] else classes[0]
         base = {"request_id": rid, "ts": ts, "deployment": "bench", "label": label,
-                "scores": {label: 0.8, "other" if label != "other" else "invoice": 0.2},
+                "scores": {str(label): 0.8, str(runner_up): 0.2},
                 "features": {"n_pages": i % 17, "lang": "de", "text_len": 1000 + i % 5000}}
         # Stamped with the request's time, as a model server producing as it answers would be.
         stamp = int(ts * 1000)
         producer.produce(live_topic, orjson.dumps({**base, "model_version": "v1"}), rid.encode(), timestamp=stamp)
         if i < pairs:
-            canary_label = CLASSES[(i // 7) % 3]
+            canary_label = classes[(i // 7) % 3]
             producer.produce(canary_topic, orjson.dumps({**base, "label": canary_label, "model_version": "v2"}),
                              rid.encode(), timestamp=stamp)
         if i % 50000 == 0:
@@ -64,10 +70,13 @@ def produce(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, u
     producer.flush(120)
 
 
-def produce_elsewhere(bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int) -> None:
+def produce_elsewhere(
+    bootstrap: str, live_topic: str, canary_topic: str, n_events: int, unpaired: int,
+    classes: tuple[str | int, ...] = CLASSES,
+) -> None:
     """produce() from a process of its own, so that this one's peak RSS is the consumer side alone."""
     producer = multiprocessing.get_context("spawn").Process(
-        target=produce, args=(bootstrap, live_topic, canary_topic, n_events, unpaired)
+        target=produce, args=(bootstrap, live_topic, canary_topic, n_events, unpaired, classes)
     )
     producer.start()
     producer.join()
@@ -183,6 +192,8 @@ def main() -> None:
                         help="drift.sample_every of the sidecar (1: bin every prediction's features)")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
+    parser.add_argument("--labels", choices=["text", "integers"], default="text",
+                        help="the events' labels: class names, or integers as a scikit-learn classifier emits them")
     args = parser.parse_args()
     # The interpreter with the sidecar's libraries, before any event: what no state costs.
     start_mb = status_mb("VmRSS")
@@ -198,7 +209,8 @@ def main() -> None:
     live, canary = f"bench.live.{suffix}", f"bench.canary.{suffix}"
     try:
         ensure_topics(bootstrap, [live, canary, f"{live}.fb"])
-        produce_elsewhere(bootstrap, live, canary, args.events, args.unpaired)
+        classes = INTEGER_CLASSES if args.labels == "integers" else CLASSES
+        produce_elsewhere(bootstrap, live, canary, args.events, args.unpaired, classes)
         # Interleaved rounds, best of each: neither side profits from going first or second.
         baseline_runs, ingest_runs, ingest_peaks = [], [], []
         for round_no in range(1, args.rounds + 1):
@@ -226,6 +238,7 @@ def main() -> None:
         "max_lead_s": args.max_lead,
         "drift_sample_every": args.drift_sample_every,
         "client": args.client,
+        "labels": args.labels,
         "events_per_s": round(args.events / ingest_s),
         "decode_only_events_per_s": round(args.events / baseline_s),
         "ratio_vs_decode_only": round(baseline_s / ingest_s, 3),

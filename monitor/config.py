@@ -7,14 +7,24 @@ once at start-up. Any refusal is a :class:`ConfigError` naming the dotted key.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError
 
@@ -24,6 +34,58 @@ if TYPE_CHECKING:
 ENV_PREFIX = "DRIFTGATE__"
 TOKEN_ENV = "DRIFTGATE_API_TOKEN"
 ROLES = ("live", "canary", "feedback")
+
+
+def class_name(value: int) -> str:
+    """The name of a class given as an integer or a boolean, as classifiers emit them
+    (docs/contract.md §1): ``7`` is the class ``"7"``, and ``true`` and ``false`` are ``"true"``
+    and ``"false"``, as JSON and YAML write them (not Python's ``"True"``)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _class_key(value: Any) -> Any:
+    """A class name from the file: an integer or a boolean becomes its text (:func:`class_name`);
+    a number with a fraction is refused, since a class is named, not measured."""
+    if isinstance(value, int):
+        return class_name(value)
+    if isinstance(value, float):
+        raise ValueError(f"a class is a string or an integer, not the number {value!r}")
+    return value
+
+
+def _class_keys(value: Any) -> Any:
+    """A mapping keyed by class, with its keys named as :func:`_class_key` names them."""
+    if not isinstance(value, dict):
+        return value
+    named: dict[Any, Any] = {}
+    for key, item in value.items():
+        name = _class_key(key)
+        if name in named:
+            raise ValueError(f"names the class {name!r} twice")
+        named[name] = item
+    return named
+
+
+ClassName = Annotated[str, BeforeValidator(_class_key)]
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as the file is read: only true and false (also True, TRUE, False, FALSE) are booleans,
+    as in YAML 1.2, so that yes, no, on and off stay text (a class named ``no`` is not the class
+    ``"false"``); a boolean key still takes them, as pydantic reads them."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class Section(BaseModel):
@@ -230,7 +292,7 @@ class FeedbackSettings(Section):
 
 class SpotcheckSettings(Section):
     max_per_minute: int = Field(30, ge=0, description="Most disagreements picked for review per minute of event time.")
-    priority: dict[str, float] = Field(
+    priority: Annotated[dict[str, float], BeforeValidator(_class_keys)] = Field(
         default_factory=dict,
         description="Weight of classes that matter most, e.g. {invoice: 3}; a disagreement involving one is a "
         "priority case.",
@@ -399,7 +461,7 @@ def profile_at(path: Path) -> ReferenceProfile:
 
 
 class ReferenceSettings(Section):
-    class_distribution: dict[str, float] | None = Field(
+    class_distribution: Annotated[dict[str, float] | None, BeforeValidator(_class_keys)] = Field(
         None, description="Class shares of the reference (test) set, e.g. {invoice: 0.5, ...}."
     )
     profile: Path | None = Field(
@@ -452,7 +514,11 @@ class DriftSettings(Section):
 class DeploymentSettings(Section):
     name: str = Field(min_length=1, description="The deployment's name, as events carry it.")
     topics: TopicSettings = Field(default_factory=TopicSettings)
-    classes: list[str] | None = Field(None, description="The classes; learned from the data if absent.")
+    classes: list[ClassName] | None = Field(
+        None,
+        description="The classes; learned from the data if absent. An integer or a boolean names the class of "
+        "its text (`7` is `\"7\"`, `true` is `\"true\"`).",
+    )
     max_classes: int = Field(
         64, ge=2, description="Cap on distinct classes learned; events beyond it are dead-lettered."
     )
@@ -535,7 +601,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> S
     except OSError as error:
         raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from error
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as error:
         raise ConfigError("", f"{path} is not valid YAML: {error}") from error
     if raw is None:
@@ -555,12 +621,28 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         key = _dotted(first["loc"])
         message = first["msg"]
         if first["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + _did_you_mean(first["loc"])
         elif first["type"] == "missing":
             message = "required key is missing"
         elif "input" in first and first["type"] not in ("value_error", "assertion_error"):
             message = f"{message} (got {first['input']!r})"
         raise ConfigError(key or "config", message) from None
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    """'; did you mean ...?' naming the known key nearest to the unknown one at the end of ``loc``, if any."""
+    model: type[BaseModel] = Settings
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(item)
+        nested = _section_type(field.annotation) if field is not None else None
+        if nested is None:
+            return ""
+        model = nested
+    known = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -591,7 +673,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
             node = child
         # Strings stay strings (a token of digits is still a token); pydantic converts them to
         # numbers and booleans where a key wants one. Lists and mappings are written as YAML.
-        node[path[-1]] = yaml.safe_load(value) if value.lstrip().startswith(("[", "{")) else value
+        node[path[-1]] = yaml.load(value, Loader=_ConfigLoader) if value.lstrip().startswith(("[", "{")) else value
     token = environ.get(TOKEN_ENV)
     if token:
         api = data.get("api")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from monitor.cli.gate import EXIT_UNREACHABLE, parse_duration, wait_for_verdict
 from monitor.config import TOKEN_ENV, load_config
@@ -24,7 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+# Messages are never wrapped by rich: in a pipe or a file (CI logs) one message stays one line, and a
+# terminal wraps long lines itself.
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
@@ -33,7 +36,7 @@ def run(config: Annotated[Path, typer.Option("--config", "-c", help="The YAML co
     try:
         settings = load_config(config)
     except ConfigError as error:
-        err.print(f"[red]config refused:[/red] {error}")
+        err.print(f"[red]config refused:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(2) from None
     configure_logging(settings.log.level, settings.log.format)
     from monitor.server import run as serve
@@ -53,7 +56,7 @@ def gate(
     try:
         wait_s = parse_duration(wait)
     except ValueError as error:
-        err.print(f"[red]--wait:[/red] {error}")
+        err.print(f"[red]--wait:[/red] {escape(str(error))}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
     token = token or os.environ.get(TOKEN_ENV)
 
@@ -68,7 +71,7 @@ def gate(
 
     outcome = wait_for_verdict(url, deployment, wait_s, token=token, poll_s=poll, on_poll=progress)
     if outcome.error:
-        err.print(f"[red]cannot read the verdict:[/red] {outcome.error}")
+        err.print(f"[red]cannot read the verdict:[/red] {escape(str(outcome.error))}")
     if outcome.verdict is not None:
         verdict = outcome.verdict
         print(f"{verdict['verdict']}: {deployment} canary {verdict.get('canary_version')}")
@@ -102,7 +105,7 @@ def demo(
     try:
         final = run_demo(DemoOptions(scenario, rate, port, duration, seed, with_elasticsearch, with_prometheus))
     except DriftgateError as error:
-        err.print(f"[red]demo failed:[/red] {error}")
+        err.print(f"[red]demo failed:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     err.print(f"last verdict: {final}")
 
@@ -147,7 +150,7 @@ def _report_push(server: str, push: Callable[[], Any]) -> None:
     try:
         result = push()
     except PushError as error:
-        err.print(f"[red]push to {server} failed:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]push to {server} failed:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(PUSH_EXIT_CODES[error.kind]) from None
     for line in result.imported:
         print(f"{server}: imported {line}")
@@ -181,7 +184,7 @@ def reference_build(
             table = read_reference(source, lambda done, total: progress.update(task, completed=done, total=total))
         except ReferenceFileError as error:
             progress.stop()
-            err.print(f"[red]reference refused:[/red] {error}", soft_wrap=True)
+            err.print(f"[red]reference refused:[/red] {escape(str(error))}")
             raise typer.Exit(2) from None
         progress.update(task, description=f"profiling {table.rows:,} rows", completed=0, total=1)
         profile = build_profile(deployment, table.labels, table.columns(), bins=bins, source=source.name,
@@ -220,14 +223,14 @@ def report(
         with err.status(f"making the report of {deployment} ({role})"):
             answer = httpx.get(address, params={"role": role}, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
-        err.print(f"[red]cannot reach {url}:[/red] {error}", soft_wrap=True)
+        err.print(f"[red]cannot reach {escape(url)}:[/red] {escape(str(error))}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
     if answer.status_code != 200:
         try:
             detail = answer.json().get("detail", answer.text)
         except ValueError:
             detail = answer.text
-        err.print(f"[red]no report ({answer.status_code}):[/red] {detail}", soft_wrap=True)
+        err.print(f"[red]no report ({answer.status_code}):[/red] {escape(str(detail))}")
         raise typer.Exit(1)
     try:
         out.write_text(answer.text, encoding="utf-8")

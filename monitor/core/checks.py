@@ -7,7 +7,7 @@ sentence a person understands. Checks are pure functions of counts and settings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from monitor.config import (
@@ -31,6 +31,7 @@ from monitor.core.stats.divergence import (
     shares,
 )
 from monitor.core.stats.proportion import mcnemar_exact, wilson_interval
+from monitor.core.stats.sequential.base import ending, quoted
 
 Status = Literal["pass", "fail", "warn", "insufficient_data"]
 
@@ -67,15 +68,21 @@ def _failed(blocking: bool) -> Status:
     return "fail" if blocking else "warn"
 
 
+def only_warns(result: CheckResult, why: str) -> CheckResult:
+    """``result`` turned into a warning that does not block, its sentence saying ``why`` instead of "no-go"."""
+    detail = result.detail.removesuffix(f": {ending('no_go')}.")
+    return replace(result, status="warn", blocking=False, detail=f"{detail}; {why}")
+
+
 def _pct(share: float) -> str:
     return f"{share * 100:.0f}%"
 
 
 def _largest_gap(classes: Sequence[str], canary: Sequence[float], baseline: Sequence[float]) -> str:
-    """A phrase naming the class whose share moved most, e.g. 'invoice 92% vs 50%'."""
+    """A phrase naming the class whose share moved most, e.g. "'invoice' 92% vs 50%"."""
     gaps = [abs(c - b) for c, b in zip(canary, baseline, strict=True)]
     i = max(range(len(gaps)), key=gaps.__getitem__)
-    return f"{classes[i]} {_pct(canary[i])} vs {_pct(baseline[i])}"
+    return f"{quoted(classes[i])} {_pct(canary[i])} vs {_pct(baseline[i])}"
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ def reference_divergence(
         return CheckResult(
             name, _failed(settings.blocking), 1.0, threshold,
             "the reference distribution names none of the classes the canary answers "
-            f"({', '.join(classes[:10])}); check reference.class_distribution",
+            f"({', '.join(quoted(label) for label in classes[:10])}); check reference.class_distribution",
             settings.blocking,
         )
     gap = _largest_gap(classes, shares(counts).tolist(), [e / total for e in expected])
@@ -213,7 +220,7 @@ def collapse(
     if canary_top_share > threshold and live_top_share <= threshold:
         return CheckResult(
             name, _failed(settings.blocking), canary_top_share, threshold,
-            f"canary collapsed onto {label!r}: {_pct(canary_top_share)} of its answers "
+            f"canary collapsed onto {quoted(label)}: {_pct(canary_top_share)} of its answers "
             f"(live: {_pct(live_top_share)}), over the limit of {_pct(threshold)}",
             settings.blocking,
         )
@@ -221,12 +228,12 @@ def collapse(
         return CheckResult(
             name, _failed(settings.blocking), canary_top_share, threshold,
             f"canary's answers lost their variety: entropy {entropy_ratio:.2f} of live's "
-            f"(limit {settings.min_entropy_ratio:.2f}); largest class {label!r} at {_pct(canary_top_share)}",
+            f"(limit {settings.min_entropy_ratio:.2f}); largest class {quoted(label)} at {_pct(canary_top_share)}",
             settings.blocking,
         )
     return CheckResult(
         name, "pass", canary_top_share, threshold,
-        f"no collapse: largest canary class {label!r} at {_pct(canary_top_share)}, "
+        f"no collapse: largest canary class {quoted(label)} at {_pct(canary_top_share)}, "
         f"entropy {entropy_ratio:.2f} of live's",
         settings.blocking,
     )
@@ -358,7 +365,8 @@ def class_precision(
         )
     gap, label, canary, live = min(judged)
     words = (
-        f"precision of {label!r}: canary {_pct(canary.estimate or 0)} [{_pct(canary.lower)}, {_pct(canary.upper)}] "
+        f"precision of {quoted(label)}: canary {_pct(canary.estimate or 0)} "
+        f"[{_pct(canary.lower)}, {_pct(canary.upper)}] "
         f"vs live {_pct(live.estimate or 0)} [{_pct(live.lower)}, {_pct(live.upper)}]"
     )
     if gap < -margin and canary.upper < live.lower:
@@ -400,7 +408,8 @@ def sequential_class_divergence(
         "insufficient_data": "canary class distribution not yet shown within or beyond the margin",
     }.get(status, "canary class distribution differs from live")
     return CheckResult(
-        name, status, test.distance, test.margin, f"{lead}: {test.explain()}", settings.blocking, test.evidence()
+        name, status, test.distance, test.margin, f"{lead}: {test.explain(settings.blocking)}", settings.blocking,
+        test.evidence(),
     )
 
 
@@ -412,9 +421,9 @@ def sequential_disagreement(evidence: SequentialEvidence, settings: Disagreement
             "disagreement", "insufficient_data", None, settings.max_rate,
             f"{test.n} requests answered by both models; {settings.min_pairs} are needed", settings.blocking,
         )
-    detail = test.explain()
+    detail = test.explain(settings.blocking)
     if test.decision == "no_go":
-        detail += "; worth a human look at the disagreements"
+        detail = detail.removesuffix(".") + "; worth a human look at the disagreements"
     return CheckResult(
         "disagreement", _from_decision(test.decision, settings.blocking), test.estimate, settings.max_rate,
         detail, settings.blocking, test.evidence(),
@@ -440,5 +449,5 @@ def sequential_accuracy(
              "mcnemar_p_canary_worse": mcnemar.p_canary_worse}
     return CheckResult(
         "accuracy", _from_decision(test.decision, settings.blocking), test.estimate, -test.margin,
-        test.explain() + paired, settings.blocking, facts,
+        test.explain(settings.blocking) + paired, settings.blocking, facts,
     )

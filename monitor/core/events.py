@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
+from monitor.config import class_name
 from monitor.errors import EventError
 
 # Dead-letter reasons, one label each (the `reason` label of driftgate_dead_letters_total).
@@ -156,6 +157,8 @@ def load_object(value: bytes | None, max_bytes: int) -> dict[str, Any]:
 
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# The integers orjson reads as integers (past them, it reads a float, which the general path refuses).
+_MIN_INTEGER, _MAX_INTEGER = -(2**63), 2**64 - 1
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # What a plain message without "ts" decodes to; no event time in range is negative.
 _NO_TS = -1.0
@@ -171,7 +174,8 @@ class _PlainPrediction(Prediction, gc=False):
 
     request_id: _NonEmpty
     deployment: _NonEmpty
-    label: _NonEmpty
+    # An int or a bool only until plain_prediction has named it: never seen outside this module.
+    label: _NonEmpty | int | bool  # type: ignore[assignment]
     # A str only until plain_prediction has parsed it: never seen outside this module.
     ts: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_EPOCH_S)] | str = _NO_TS  # type: ignore[assignment]
     model_version: str | None = None
@@ -205,6 +209,11 @@ def plain_prediction(value: bytes, received_ts: float) -> Prediction | None:
         prediction.ts = parse_ts(ts, received_ts)
     elif ts == _NO_TS:
         prediction.ts = received_ts
+    label = prediction.label
+    if not isinstance(label, str):  # an int or a bool: the class of its text
+        if not _MIN_INTEGER <= label <= _MAX_INTEGER:
+            return None
+        prediction.label = class_name(label)
     return prediction
 
 
@@ -248,12 +257,38 @@ class EventDecoder:
             raise EventError(WRONG_TYPE, f"{self._paths[name]!r} must be a string, not {_kind(value)}")
         return value
 
+    def _required_label(self, obj: dict[str, Any]) -> str:
+        label = self._label(obj)
+        if label is None:
+            raise EventError(MISSING_FIELD, f"required field {self._paths['label']!r} is missing")
+        return label
+
+    def _label(self, obj: dict[str, Any]) -> str | None:
+        """The class a ``label`` names (None when absent): a string as it is, an integer or a
+        boolean as its text (:func:`monitor.config.class_name`); a float is refused."""
+        value = self._get["label"](obj)
+        if type(value) is str and value:
+            return value
+        path = self._paths["label"]
+        if value is _MISSING or value is None:
+            return None
+        if value == "":
+            raise EventError(MISSING_FIELD, f"{path!r} is empty")
+        if type(value) is int or type(value) is bool:
+            return class_name(value)
+        if type(value) is float:
+            raise EventError(
+                WRONG_TYPE, f"{path!r} must be a string or an integer, not the number {value!r}: a class is "
+                "named, not measured",
+            )
+        raise EventError(WRONG_TYPE, f"{path!r} must be a string or an integer, not {_kind(value)}")
+
     def prediction(self, obj: dict[str, Any], received_ts: float) -> Prediction:
         """Validate a parsed object as a prediction event (the general path: the hot one is
         :func:`plain_prediction`, which hands everything unusual on to this)."""
         request_id = self._required_str(obj, "request_id")
         deployment = self._required_str(obj, "deployment")
-        label = self._required_str(obj, "label")
+        label = self._required_label(obj)
         ts = parse_ts(self._get["ts"](obj), received_ts)
         model_version = self._optional_str(obj, "model_version")
         scores = self._get["scores"](obj)
@@ -273,7 +308,7 @@ class EventDecoder:
         request_id = self._required_str(obj, "request_id")
         deployment = self._required_str(obj, "deployment")
         ts = parse_ts(self._get["ts"](obj), received_ts)
-        label = self._optional_str(obj, "label")
+        label = self._label(obj)
         correct = self._get["correct"](obj)
         if correct is _MISSING or correct is None:
             correct = None
@@ -284,8 +319,6 @@ class EventDecoder:
                 MISSING_FIELD,
                 f"feedback needs {self._paths['label']!r} (the true class) or {self._paths['correct']!r}",
             )
-        if label == "":
-            raise EventError(MISSING_FIELD, f"{self._paths['label']!r} is empty")
         source = self._optional_str(obj, "source") or "user"
         if source not in FEEDBACK_SOURCES:
             raise EventError(WRONG_TYPE, f"{self._paths['source']!r} must be one of user, spotcheck")

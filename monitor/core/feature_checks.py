@@ -34,6 +34,7 @@ from monitor.core.stats.drift import (
     wasserstein_distance,
     wasserstein_norm,
 )
+from monitor.core.stats.sequential.base import quoted
 
 LIVE_SUFFIX = "_vs_live"
 
@@ -228,7 +229,7 @@ def _judge_drift(
 
 def _words(figure: FeatureDrift) -> str:
     bound = f" ±{figure.error_bound:.3f}" if figure.error_bound > 0 else ""
-    return f"{figure.feature} {figure.test} {figure.value:.3f}{bound}"
+    return f"{quoted(figure.feature)} {figure.test} {figure.value:.3f}{bound}"
 
 
 QUALITY_CHECKS = (
@@ -269,14 +270,14 @@ def data_quality_checks(state: DeploymentState, settings: DataQualityCheckSettin
         value, column = max(found, default=(0.0, ""))
         over = sorted((item for item in found if item[0] > limit), reverse=True)
         if over:
-            listed = ", ".join(f"{c} {_pct(v)}" for v, c in over[:5])
+            listed = ", ".join(f"{quoted(c)} {_pct(v)}" for v, c in over[:5])
             increase = " more than in " + base_words if figure == "missing_share" else ""
             results.append(CheckResult(
                 name, _failed_status(settings.blocking), value, limit,
                 f"canary inputs have {words}{increase}: {listed} (limit {_pct(limit)})", settings.blocking,
             ))
         else:
-            where = f"; most in {column} ({_pct(value)})" if column else ""
+            where = f"; most in {quoted(column)} ({_pct(value)})" if column else ""
             results.append(CheckResult(
                 name, "pass", value, limit, f"canary {words} within {_pct(limit)}{where}", settings.blocking,
             ))

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -122,8 +122,7 @@ def _let_feedback_decide(results: list[CheckResult]) -> list[CheckResult]:
     if not any(r.name == "accuracy" and r.status == "pass" for r in results):
         return results
     return [
-        replace(r, status="warn", blocking=False,
-                detail=f"{r.detail}; labelled outcomes show the canary is not less accurate, so this only warns")
+        checks.only_warns(r, "labelled outcomes show the canary is not less accurate, so this only warns")
         if r.name in _MIX_CHECKS and r.status in ("fail", "insufficient_data")
         else r
         for r in results

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from monitor.config import class_name
 from monitor.core.state.feature_intake import SampleRow
 from monitor.core.state.features import SCORES_PREFIX
 from monitor.errors import ReferenceFileError
@@ -65,10 +66,19 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _class(value: Any) -> str | None:
+    """A row's class named as on the input topics (docs/contract.md §1): an integer or a boolean
+    as its text (7 is "7", true is "true"); None when missing."""
+    if _missing(value):
+        return None
+    if isinstance(value, int):
+        return class_name(value)
+    return str(value)
+
+
 def _split(row: dict[str, Any], number: int) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
     """(label, features, scores) of one row, event-shaped or flat."""
-    label = row.get("label")
-    label = None if _missing(label) else str(label)
+    label = _class(row.get("label"))
     features_obj, scores_obj = row.get("features"), row.get("scores")
     if isinstance(features_obj, dict):
         features = dict(features_obj)
@@ -173,8 +183,7 @@ def read_reference(path: Path, on_progress: Progress | None = None) -> Reference
             if label is None:
                 no_label.append(number)
             table.labels.append(label)
-            target = row.get("target")
-            table.targets.append(None if _missing(target) else str(target))
+            table.targets.append(_class(row.get("target")))
             table.features.append(features)
             table.scores.append(scores)
     _check(path, table, no_label)

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.config import config_keys, load_config, parse_config
 from monitor.errors import ConfigError
@@ -149,6 +151,34 @@ def test_unknown_key_names_the_key(path: tuple[Any, ...], key: str) -> None:
     assert "unknown" in error.message
 
 
+@pytest.mark.parametrize(
+    ("path", "typo", "message"),
+    [
+        ((), "kafak", "kafak: unknown key; did you mean 'kafka'?"),
+        (("deployments", 0), "clases", "deployments[0].clases: unknown key; did you mean 'classes'?"),
+        (("kafka",), "bootstrap_server", "kafka.bootstrap_server: unknown key; did you mean 'bootstrap_servers'?"),
+        (
+            ("deployments", 0, "policy", "checks"),
+            "colapse",
+            "deployments[0].policy.checks.colapse: unknown key; did you mean 'collapse'?",
+        ),
+    ],
+)
+def test_unknown_key_suggests_the_nearest_known_one(path: tuple[Any, ...], typo: str, message: str) -> None:
+    raw = minimal()
+    node: Any = raw
+    for part in path:
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    node[typo] = ["invoice", "other"]
+    assert str(refusal(raw)) == message
+
+
+def test_unknown_key_like_no_known_one_suggests_nothing() -> None:
+    raw = minimal()
+    raw["deployments"][0]["zzz"] = 1
+    assert str(refusal(raw)) == "deployments[0].zzz: unknown key"
+
+
 def test_missing_deployments_names_the_key() -> None:
     raw = minimal()
     del raw["deployments"]
@@ -202,6 +232,68 @@ def test_classes_need_two_distinct_names() -> None:
     raw = minimal()
     raw["deployments"][0]["classes"] = ["invoice", "invoice"]
     assert refusal(raw).key == "deployments[0].classes"
+
+
+# -- class names given as integers or booleans, as classifiers emit them ------------------------
+
+INTEGER_CLASSES_YAML = """\
+deployments:
+  - name: digits
+    classes: [0, 1, 2]
+    spotcheck: {priority: {0: 3, "2": 1}}
+    reference: {class_distribution: {0: 0.5, 1: 0.3, 2: 0.2}}
+  - name: spam
+    classes: [true, false]
+    spotcheck: {priority: {true: 2}}
+  - name: answers
+    classes: [yes, no, on, off]
+    policy: {require_feedback: yes}
+"""
+
+
+def test_integer_and_boolean_class_names_are_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "driftgate.yaml"
+    path.write_text(INTEGER_CLASSES_YAML, encoding="utf-8")
+    digits, spam, answers = load_config(path, environ=NO_ENV).deployments
+    assert digits.classes == ["0", "1", "2"]
+    assert digits.spotcheck.priority == {"0": 3.0, "2": 1.0}
+    assert digits.reference.class_distribution == {"0": 0.5, "1": 0.3, "2": 0.2}
+    # JSON's and YAML's spelling, not Python's "True"
+    assert spam.classes == ["true", "false"]
+    assert spam.spotcheck.priority == {"true": 2.0}
+    # Only true and false are booleans in the file (YAML 1.2): yes, no, on and off are class names,
+    # while a boolean key still takes them.
+    assert answers.classes == ["yes", "no", "on", "off"]
+    assert answers.policy.require_feedback is True
+
+
+@given(st.lists(st.integers() | st.booleans(), min_size=2, max_size=6, unique_by=lambda v: (type(v), v)))
+def test_any_integer_class_is_named_by_its_text(classes: list[int]) -> None:
+    names = ["true" if c is True else "false" if c is False else str(c) for c in classes]
+    raw = minimal()
+    raw["deployments"][0]["classes"] = classes
+    assert parse_config(raw, NO_ENV).deployments[0].classes == names
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        ({"classes": [0, 1.5]}, "deployments[0].classes[1]", "not the number 1.5"),
+        ({"classes": [7, "7"]}, "deployments[0].classes", "two distinct"),
+        ({"spotcheck": {"priority": {7: 1, "7": 2}}}, "deployments[0].spotcheck.priority", "'7' twice"),
+        ({"spotcheck": {"priority": {0.5: 1}}}, "deployments[0].spotcheck.priority", "not the number 0.5"),
+        ({"reference": {"class_distribution": {1.0: 1}}}, "deployments[0].reference.class_distribution",
+         "not the number 1.0"),
+    ],
+)
+def test_a_class_is_not_a_measurement(change: dict[str, Any], key: str, words: str) -> None:
+    raw = minimal()
+    raw["deployments"][0].update(change)
+    if "classes" not in change:
+        del raw["deployments"][0]["classes"]
+    error = refusal(raw)
+    assert error.key == key
+    assert words in str(error)
 
 
 # -- environment overrides --------------------------------------------------------------------

@@ -27,10 +27,9 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
+from unit.sinks.test_webhooks import FAST, SECRET, make_verdict
 
 from monitor.config import WebhookSettings, parse_config
-from monitor.core.checks import CheckResult
-from monitor.core.verdict import Verdict
 from monitor.embedded.loopback import free_port
 from monitor.embedded.simulator import TrafficSimulator
 from monitor.server import build_sidecar
@@ -42,28 +41,6 @@ from monitor.sinks.webhooks import (
     idempotency_key,
     signature,
 )
-
-SECRET = "s3cret-for-tests"
-FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05, "timeout_s": 2.0}
-
-
-def make_verdict(verdict: str = "no_go", evaluated_at: str = "2026-11-23T10:05:00.000Z") -> Verdict:
-    checks = [
-        CheckResult("class_divergence", "fail", 0.412, 0.05,
-                    "canary class distribution differs from live: JS distance 0.412 > 0.050", True),
-        CheckResult("collapse", "fail", 0.95, 0.8,
-                    "canary collapsed onto 'invoice': 95% of its answers (live: 50%), over the limit of 80%", True),
-        CheckResult("disagreement", "warn", 0.31, 0.2, "the models disagree on 31% of 4980 shared requests", False),
-    ]
-    reasons = ["every blocking check passes"]
-    if verdict == "no_go":
-        reasons = [c.detail for c in checks if c.status == "fail"]
-    return Verdict(
-        "doc-classifier", verdict, reasons, checks,  # type: ignore[arg-type]
-        {"live": 5120, "canary": 5034, "feedback": 812, "spotcheck_labels": 0},
-        "v41", "v42", evaluated_at,
-    )
-
 
 # -- a receiver on loopback ---------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,21 @@ def test_run_refuses_a_bad_config_with_exit_2_naming_the_key(tmp_path: Path, tex
     result = runner.invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 2
     assert key in result.output
+
+
+def test_a_refusal_written_to_a_pipe_is_one_line(tmp_path: Path) -> None:
+    value = "many, " * 30 + "far more than a terminal line holds"
+    config = tmp_path / "driftgate.yaml"
+    config.write_text(f"deployments:\n  - name: a\n    policy: {{min_samples: '{value}'}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"},
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("config refused: deployments[0].policy.min_samples: ")
+    assert lines[0].endswith(f"(got {value!r})")
 
 
 def test_run_refuses_a_missing_file(tmp_path: Path) -> None:

@@ -9,14 +9,18 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, chisquare, entropy
 
 from monitor.config import (
+    AccuracyCheckSettings,
+    ClassPrecisionCheckSettings,
     CollapseCheckSettings,
     DisagreementCheckSettings,
     DivergenceCheckSettings,
     ReferenceCheckSettings,
 )
 from monitor.core import checks
+from monitor.core.evidence import EvidenceSettings, SequentialEvidence
 from monitor.core.state.counts import ClassCounts
 from monitor.core.state.deployment import Comparison
+from monitor.core.state.outcomes import Outcomes
 
 CLASSES = ["invoice", "contract", "other"]
 MIN_SAMPLES = 100
@@ -123,7 +127,7 @@ def test_collapsed_canary_fails_collapse() -> None:
     result = checks.collapse(CLASSES, COLLAPSED, MIN_SAMPLES, CollapseCheckSettings())
     assert result.status == "fail"
     assert result.value == pytest.approx(900 / 1000)
-    assert "invoice" in result.detail
+    assert "onto 'invoice'" in result.detail
 
 
 def test_collapse_non_blocking_warns() -> None:
@@ -238,3 +242,89 @@ def test_check_result_to_dict_has_the_contract_fields() -> None:
     assert {"name", "status", "value", "threshold", "detail"} <= set(data)
     assert data["status"] in ("pass", "fail", "warn", "insufficient_data")
     assert data["threshold"] == CollapseCheckSettings().max_class_share
+
+
+# -- sentences --------------------------------------------------------------------------------
+
+
+def collapsed_evidence(classes: list[str]) -> SequentialEvidence:
+    """Sequential evidence of a canary that answers the first class always and is wrong half the time."""
+    evidence = SequentialEvidence(tuple(classes), EvidenceSettings(max_disagreement=0.1))
+    for i in range(600):
+        evidence.add_pair(classes[0], classes[i % len(classes)])
+        evidence.add_outcome(i % 2 == 0, True)
+    evidence.flush()
+    return evidence
+
+
+def labelled(classes: list[str]) -> Outcomes:
+    """600 labelled requests of the first class: live right on all, the canary on half."""
+    first = classes[0]
+    return Outcomes(
+        live_labelled=ClassCounts({first: 600}), live_correct=ClassCounts({first: 600}),
+        canary_labelled=ClassCounts({first: 600}), canary_correct=ClassCounts({first: 300}),
+        paired={"both_right": 300, "canary_only_right": 0, "live_only_right": 300, "both_wrong": 0},
+    )
+
+
+def failing_results(classes: list[str], blocking: bool) -> list[checks.CheckResult]:
+    """Every check of this module on data that fails it."""
+    case = Comparison(
+        "v2", 0.0, live=ClassCounts(dict(zip(classes, [500, 300, 200], strict=True))),
+        canary=ClassCounts(dict(zip(classes, [900, 60, 40], strict=True))),
+        confusion=nested({(classes[1], classes[0]): 300, (classes[0], classes[0]): 700}),
+    )
+    evidence, outcomes = collapsed_evidence(classes), labelled(classes)
+    reference = dict(zip(classes, [0.5, 0.3, 0.2], strict=True))
+    disagreement = DisagreementCheckSettings(max_rate=0.1, min_pairs=100, blocking=blocking)
+    return [
+        checks.class_divergence(classes, case, MIN_SAMPLES, DivergenceCheckSettings(blocking=blocking)),
+        checks.reference_divergence(classes, case, reference, MIN_SAMPLES, ReferenceCheckSettings(blocking=blocking)),
+        checks.collapse(classes, case, MIN_SAMPLES, CollapseCheckSettings(blocking=blocking)),
+        checks.disagreement(case, disagreement),
+        checks.accuracy(outcomes, AccuracyCheckSettings(blocking=blocking)),
+        checks.class_precision(classes, outcomes, ClassPrecisionCheckSettings(blocking=blocking)),
+        checks.sequential_class_divergence(case, evidence, MIN_SAMPLES, DivergenceCheckSettings(blocking=blocking)),
+        checks.sequential_disagreement(evidence, disagreement),
+        checks.sequential_accuracy(evidence, outcomes, AccuracyCheckSettings(blocking=blocking)),
+    ]
+
+
+def test_a_check_that_only_warns_never_says_no_go() -> None:
+    results = failing_results(CLASSES, blocking=False)
+    assert [r.status for r in results] == ["warn"] * len(results)
+    for result in results:
+        assert "no-go" not in result.detail and "no_go" not in result.detail, result
+    sequential = [r for r in results if r.evidence is not None]
+    assert sequential and all(r.detail.count("a warning, not blocking") == 1 for r in sequential)
+    disagreement = next(r for r in sequential if r.name == "disagreement")
+    assert "a warning, not blocking; worth a human look at the disagreements" in disagreement.detail
+
+
+def test_a_blocking_check_that_fails_says_no_go_once() -> None:
+    results = failing_results(CLASSES, blocking=True)
+    assert [r.status for r in results] == ["fail"] * len(results)
+    sequential = [r for r in results if r.evidence is not None]
+    assert all(r.detail.count("no-go") == 1 and "warning" not in r.detail for r in sequential)
+
+
+def test_a_failure_turned_into_a_warning_drops_its_no_go() -> None:
+    (divergence,) = (r for r in failing_results(CLASSES, blocking=True)[6:] if r.name == "class_divergence")
+    warning = checks.only_warns(divergence, "the outcomes say otherwise, so this only warns")
+    assert (warning.status, warning.blocking) == ("warn", False)
+    assert "no-go" not in warning.detail
+    assert warning.detail.endswith("beyond the margin of 1; the outcomes say otherwise, so this only warns")
+
+
+def test_every_sentence_quotes_the_classes_it_names() -> None:
+    classes = ["2", "7", "9"]  # labels that read as numbers unless quoted
+    for blocking in (True, False):
+        results = {r.name: r for r in failing_results(classes, blocking) if r.evidence is None}
+        assert "'2' 90% vs 50%" in results["class_divergence"].detail
+        assert "'2' 90% vs 50%" in results["reference_divergence"].detail
+        assert "onto '2'" in results["collapse"].detail
+        assert "precision of '2'" in results["class_precision"].detail
+    sequential = failing_results(classes, blocking=True)[6]
+    assert "canary answers '2' " in sequential.detail
+    none_in_common = checks.reference_divergence(classes, EQUAL, {"x": 1.0}, MIN_SAMPLES, ReferenceCheckSettings())
+    assert "('2', '7', '9')" in none_in_common.detail

@@ -110,6 +110,9 @@ def test_load_object_size_limit_is_inclusive() -> None:
         ({"label": ...}, "missing_field"),
         ({"request_id": 81723}, "wrong_type"),
         ({"label": ["invoice"]}, "wrong_type"),
+        ({"label": 7.0}, "wrong_type"),  # a class is named, not measured
+        ({"label": 0.5}, "wrong_type"),
+        ({"label": {"class": 7}}, "wrong_type"),
         ({"deployment": {"name": "x"}}, "wrong_type"),
         ({"model_version": 42}, "wrong_type"),
         ({"scores": [0.5, 0.5]}, "wrong_type"),
@@ -155,7 +158,8 @@ def test_infinite_score_is_refused() -> None:
         ({"label": ""}, "missing_field"),
         ({"request_id": ...}, "missing_field"),
         ({"deployment": ...}, "missing_field"),
-        ({"label": 3}, "wrong_type"),
+        ({"label": 3.0}, "wrong_type"),
+        ({"label": [3]}, "wrong_type"),
         ({"label": ..., "correct": "yes"}, "wrong_type"),
         ({"label": ..., "correct": 1}, "wrong_type"),
         ({"source": "robot"}, "wrong_type"),
@@ -392,12 +396,14 @@ _JSON_VALUES = st.recursive(
     max_leaves=6,
 )
 _ABSENT = object()
+# Every integer orjson writes and reads as one (past them, it reads a float).
+_INTEGERS = st.integers(-(2**63), 2**64 - 1)
 
 
 _VALID_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "request_id": st.text(min_size=1, max_size=12),
     "deployment": st.sampled_from(["doc-classifier", ""]),
-    "label": st.sampled_from(["invoice", "other", "Vertrag ü"]),
+    "label": st.sampled_from(["invoice", "other", "Vertrag ü"]) | _INTEGERS | st.booleans(),
     "ts": st.floats(-10, 2e11) | st.integers(0, 2 * 10**11) | st.sampled_from(
         ["2026-11-23T10:00:00Z", "2026-11-23T10:00:00", "yesterday"]) | st.none(),
     "model_version": st.sampled_from(["v1", ""]) | st.none(),
@@ -478,3 +484,48 @@ def test_plain_prediction_hands_every_defect_to_the_general_path(value: bytes) -
     assert plain_prediction(value, RECEIVED) is None
     with pytest.raises(EventError):
         EventDecoder().prediction(load_object(value, MAX_BYTES), RECEIVED)
+
+
+# -- labels as classifiers emit them: integers and booleans name the class of their text --------
+
+
+@settings(max_examples=300)
+@given(_INTEGERS)
+def test_an_integer_label_is_the_class_of_its_text(label: int) -> None:
+    value = orjson.dumps(valid_prediction(label=label))
+    plain = plain_prediction(value, RECEIVED)
+    assert plain is not None and plain.label == str(label)
+    assert decode_prediction(value).label == str(label)
+    assert EventDecoder().feedback(valid_feedback(label=label), RECEIVED).label == str(label)
+    remapped = EventDecoder({"label": "output.class"})
+    assert remapped.prediction({**valid_prediction(), "output": {"class": label}}, RECEIVED).label == str(label)
+
+
+@pytest.mark.parametrize(("label", "name"), [(True, "true"), (False, "false"), (0, "0"), (-1, "-1")])
+def test_booleans_are_named_as_json_writes_them(label: Any, name: str) -> None:
+    value = orjson.dumps(valid_prediction(label=label))
+    plain = plain_prediction(value, RECEIVED)
+    assert plain is not None and plain.label == name
+    assert decode_prediction(value).label == name
+    assert EventDecoder().feedback(valid_feedback(label=label), RECEIVED).label == name
+
+
+@settings(max_examples=200)
+@given(_INTEGERS)
+def test_seven_and_the_string_seven_decode_alike(label: int) -> None:
+    as_number, as_text = orjson.dumps(valid_prediction(label=label)), orjson.dumps(valid_prediction(label=str(label)))
+    assert _fields(plain_prediction(as_number, RECEIVED)) == _fields(plain_prediction(as_text, RECEIVED))
+    assert _fields(decode_prediction(as_number)) == _fields(decode_prediction(as_text))
+
+
+@pytest.mark.parametrize("label", [b"7.0", b"7e0", b"0.5", b"-1.5", b"18446744073709551616", b"-9223372036854775809"])
+def test_a_float_label_is_refused_with_a_clear_detail(label: bytes) -> None:
+    """A number with a fraction, or an integer too large to read as one (orjson reads a float)."""
+    value = b'{"request_id": "r", "deployment": "d", "label": ' + label + b"}"
+    assert plain_prediction(value, RECEIVED) is None
+    with pytest.raises(EventError) as refused:
+        decode_prediction(value)
+    assert refused.value.reason == "wrong_type"
+    assert "'label' must be a string or an integer, not the number" in refused.value.detail
+    feedback = b'{"request_id": "r", "deployment": "d", "correct": true, "label": ' + label + b"}"
+    assert reason_of(lambda: EventDecoder().feedback(load_object(feedback, MAX_BYTES), RECEIVED)) == "wrong_type"

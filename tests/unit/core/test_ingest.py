@@ -72,7 +72,8 @@ def test_good_and_bad_records_are_all_accounted_for() -> None:
         ("not_json", batch.add("d.canary", b"{oops")),
         ("not_object", batch.add("d.live", b"[1, 2, 3]", partition=1)),
         ("missing_field", batch.add("d.live", orjson.dumps({"request_id": "r9", "deployment": "docs"}))),
-        ("wrong_type", batch.add("d.canary", payload(label=7))),
+        ("wrong_type", batch.add("d.canary", payload(label=7.5))),
+        ("unknown_class", batch.add("d.canary", payload(label=7))),  # the class "7"
         ("score_out_of_range", batch.add("d.canary", payload(scores={"invoice": 1.5}))),
         ("bad_timestamp", batch.add("d.live", payload(ts="soon"))),
         ("unknown_class", batch.add("d.live", payload(label="receipt"))),
@@ -224,3 +225,40 @@ def test_a_deployment_not_fed_by_the_topic_is_refused_alike_on_either_path() -> 
         (single, "unknown_deployment", "deployment 'nobody' is not configured on this topic (docs)", "docs"),
     ]
     assert ingest.consumed == ingest.processed + ingest.dead_lettered
+
+
+def digit_settings(fields: dict[str, str]) -> Settings:
+    return parse_config(
+        {"deployments": [{"name": "digits", "classes": [0, 1, 2], "fields": fields,
+                          "topics": {"live": "g.live", "canary": "g.canary", "feedback": "g.feedback"}}]},
+        {},
+    )
+
+
+@hypothesis_settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.booleans()), min_size=1, max_size=30),
+    st.sampled_from([{}, {"label": "output.class"}]),
+)
+def test_integer_and_text_labels_fold_into_one_count(labels: list[tuple[int, bool]], fields: dict[str, str]) -> None:
+    """`classes: [0, 1, 2]` names the classes "0", "1", "2"; a label 7 and a label "7" are one class,
+    on the one-pass path (contract field names) and on the general one (a remapped label)."""
+    ingest = Ingest(digit_settings(fields))
+    batch = Batch()
+    for i, (label, as_text) in enumerate(labels):
+        value: int | str = str(label) if as_text else label
+        event = {"request_id": f"r{i}", "deployment": "digits", "ts": NOW, "model_version": "v1"}
+        if fields:
+            event["output"] = {"class": value}
+        else:
+            event["label"] = value
+        batch.add("g.live", orjson.dumps(event))
+        batch.add("g.feedback", orjson.dumps({"request_id": f"r{i}", "deployment": "digits", **event, "ts": NOW}))
+    unknown = batch.add("g.live", orjson.dumps({"request_id": "x", "deployment": "digits", "label": 3,
+                                                "output": {"class": 3}}))
+    dead = ingest.process(batch.records, now=NOW)
+    state = ingest.states["digits"]
+    assert state.classes == ["0", "1", "2"]
+    assert state.totals["live"]["v1"].counts == Counter(str(label) for label, _ in labels)
+    assert state.events == {"live": len(labels), "canary": 0, "feedback": len(labels)}
+    assert [(letter.record, letter.reason) for letter in dead] == [(unknown, "unknown_class")]

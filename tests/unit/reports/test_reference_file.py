@@ -145,3 +145,18 @@ def test_damaged_profile_is_refused(tmp_path: Path) -> None:
     path.write_text('{"format": "driftgate-reference-profile/1", "deployment": "doc"}')
     with pytest.raises(ProfileError, match="damaged"):
         read_profile(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_integer_and_boolean_labels_are_named_as_the_input_topics_name_them(tmp_path: Path, fmt: str) -> None:
+    df = pd.DataFrame({"label": [0, 7, 2], "target": [True, False, True], "n_pages": [1, 2, 3]})
+    path = tmp_path / f"ref.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "parquet":
+        df.to_parquet(path)
+    else:
+        path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in df.to_dict("records")))
+    table = read_reference(path)
+    assert table.labels == ["0", "7", "2"]
+    assert table.targets == ["true", "false", "true"]

@@ -61,6 +61,31 @@ def level(alpha: float) -> str:
     return f"{(1 - alpha) * 100:g}%"
 
 
+def quoted(name: object) -> str:
+    """A class or feature name as every sentence quotes it, so that a label such as 2 reads as a name.
+
+    >>> print(quoted("invoice"), quoted(2))
+    'invoice' '2'
+    """
+    return f"'{name}'"
+
+
+# How a sentence ends when its check is decided: "go", "no-go", or for a check that does not block
+# (a failure there only warns), this.
+WARNING_ENDING = "a warning, not blocking"
+
+
+def ending(decision: Decision, blocking: bool = True) -> str:
+    """The last words of a decided check's sentence.
+
+    >>> ending("go"), ending("no_go"), ending("no_go", blocking=False)
+    ('go', 'no-go', 'a warning, not blocking')
+    """
+    if decision == "go":
+        return "go"
+    return "no-go" if blocking else WARNING_ENDING
+
+
 class SequentialCheck(msgspec.Struct):
     """A check's settings, its state (running sums of a bounded mean) and what follows from them alone.
 
@@ -111,27 +136,25 @@ class SequentialCheck(msgspec.Struct):
         self._state.merge(other._state)
         return self
 
-    def explain(self) -> str:
-        """One sentence a release manager understands."""
+    def explain(self, blocking: bool = True) -> str:
+        """One sentence a release manager understands; for a check that does not block, a no-go is a warning."""
         limit = self._limit()
         if self.n == 0:
             return f"no {self.requests} yet, so nothing is decided; {limit}."
-        return self._finding(limit)
+        return self._finding(limit, blocking)
 
     def _limit(self) -> str:
         """The boundary the decision is about, as the sentence says it."""
         raise NotImplementedError
 
-    def _finding(self, limit: str) -> str:
+    def _finding(self, limit: str, blocking: bool) -> str:
         """The sentence once there are observations."""
         raise NotImplementedError
 
-    def _with_decision(self, finding: str, limit: str, decision: Decision) -> str:
-        if decision == "no_go":
-            return f"{finding}; {limit}: no-go."
-        if decision == "go":
-            return f"{finding}; {limit}: go."
-        return f"not decided after {self.n:,} {self.requests}: {finding}; {limit}."
+    def _with_decision(self, finding: str, limit: str, decision: Decision, blocking: bool) -> str:
+        if decision == "undecided":
+            return f"not decided after {self.n:,} {self.requests}: {finding}; {limit}."
+        return f"{finding}; {limit}: {ending(decision, blocking)}."
 
 
 class OneMeanCheck(SequentialCheck):

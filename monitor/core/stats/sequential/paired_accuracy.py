@@ -98,7 +98,7 @@ class PairedAccuracy(OneMeanCheck):
     def _limit(self) -> str:
         return f"the allowed margin is {points(self.margin)} points"
 
-    def _finding(self, limit: str) -> str:
+    def _finding(self, limit: str, blocking: bool) -> str:
         facts = self.evidence()
         estimate = facts["estimate"]
         direction = "less" if estimate < 0 else "more"
@@ -108,7 +108,7 @@ class PairedAccuracy(OneMeanCheck):
             f"({level(self.alpha)} always-valid interval {points(facts['cs_lower'])} to "
             f"{points(facts['cs_upper'])} points)"
         )
-        return self._with_decision(gap, limit, facts["decision"])
+        return self._with_decision(gap, limit, facts["decision"], blocking)
 
     @classmethod
     def decision_paths(

@@ -29,7 +29,15 @@ from monitor.core.stats.confidence_sequence import (
     relative_e_value,
     running_sums,
 )
-from monitor.core.stats.sequential.base import DecisionPaths, SequentialCheck, as_decision, level, points
+from monitor.core.stats.sequential.base import (
+    DecisionPaths,
+    SequentialCheck,
+    as_decision,
+    ending,
+    level,
+    points,
+    quoted,
+)
 
 
 def _class_indices(labels: npt.ArrayLike | Sequence[str], classes: Sequence[str]) -> npt.NDArray[np.intp]:
@@ -92,7 +100,7 @@ class PairedDifference(SequentialCheck):
     >>> check.decision
     'no_go'
     >>> print(check.explain())
-    canary answers invoice 67 points more often than live; the largest class gap is at least 27 points \
+    canary answers 'invoice' 67 points more often than live; the largest class gap is at least 27 points \
 (95% always-valid bound), beyond the margin of 5: no-go.
     """
 
@@ -193,17 +201,18 @@ class PairedDifference(SequentialCheck):
     def _limit(self) -> str:
         return f"the allowed margin is {points(self.margin)} points"
 
-    def _finding(self, limit: str) -> str:
+    def _finding(self, limit: str, blocking: bool) -> str:
         focus = self._focus_class()
         gap = self.estimates[focus]
-        seen = f"canary answers {focus} {points(abs(gap))} points {'more' if gap >= 0 else 'less'} often than live"
+        more = "more" if gap >= 0 else "less"
+        seen = f"canary answers {quoted(focus)} {points(abs(gap))} points {more} often than live"
         lower, upper = self.distance_bounds
         confidence = level(self.alpha)
         decision = self.decision
         if decision == "no_go":
             return (
                 f"{seen}; the largest class gap is at least {points(lower)} points ({confidence} always-valid bound), "
-                f"beyond the margin of {points(self.margin)}: no-go."
+                f"beyond the margin of {points(self.margin)}: {ending(decision, blocking)}."
             )
         if decision == "go":
             return (

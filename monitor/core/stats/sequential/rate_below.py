@@ -74,14 +74,14 @@ the allowed maximum is 20%: go.
     def _limit(self) -> str:
         return f"the allowed maximum is {self.max_rate * 100:g}%"
 
-    def _finding(self, limit: str) -> str:
+    def _finding(self, limit: str, blocking: bool) -> str:
         facts = self.evidence()
         rate = (
             f"canary and live disagree on {facts['estimate'] * 100:.1f}% of requests "
             f"({level(self.alpha)} always-valid interval {facts['cs_lower'] * 100:.1f}% to "
             f"{facts['cs_upper'] * 100:.1f}%)"
         )
-        return self._with_decision(rate, limit, facts["decision"])
+        return self._with_decision(rate, limit, facts["decision"], blocking)
 
     @classmethod
     def decision_paths(

@@ -126,7 +126,7 @@ def test_evidence_and_explanation_of_a_collapse() -> None:
     invoice = facts["classes"]["invoice"]
     assert invoice["cs_lower"] <= invoice["estimate"] <= invoice["cs_upper"]
     sentence = check.explain()
-    assert sentence.startswith("canary answers invoice ")
+    assert sentence.startswith("canary answers 'invoice' ")
     assert "more often than live" in sentence and "margin of 5" in sentence and sentence.endswith("no-go.")
 
 
