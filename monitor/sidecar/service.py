@@ -168,9 +168,8 @@ class Sidecar:
         try:
             if self._store is None:
                 self._store = open_store(self.settings)
-            snapshot = self._store.load() if self._store is not None else None
-            ingest = None
-            if self._store is not None and snapshot is not None:
+            snapshot, ingest = None, None
+            if self._store is not None and (snapshot := self._store.load()) is not None:
                 ingest = restore_ingest(snapshot, self.settings, self.profiles, self._store.origin)
         except CheckpointError as error:
             self._last_error = f"checkpoint refused: {error}"

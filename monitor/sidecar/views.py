@@ -8,16 +8,16 @@ and nothing they do reaches the state. The field names and their order are the J
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import msgspec
 
 from monitor.config import DeploymentSettings
-from monitor.core.checks import live_divergence, precision_figures, reference_divergence_figures
+from monitor.core.checks import DivergenceFigures, live_divergence, precision_figures, reference_divergence_figures
 from monitor.core.feature_checks import drift_figures, quality_figures
 from monitor.core.state.codec import encode
 from monitor.core.state.counts import ClassCounts
 from monitor.core.state.deployment import Comparison, DeploymentState
+from monitor.core.state.windows import Window
 from monitor.core.verdict import iso_time, reference_classes
 
 
@@ -177,7 +177,7 @@ def deployment_view(
             spotcheck_labels=state.spotcheck_labels,
             **encode(state.feedback.stats),
         ),
-        windows=[msgspec.convert(encode(window), WindowView) for window in state.windows.recent()],
+        windows=[window_view(window) for window in state.windows.recent()],
         late_window_events=state.windows.late,
         spotcheck=SpotcheckView(
             picked=state.sampler.picked, offered=state.sampler.offered, waiting=len(state.review.cases)
@@ -185,6 +185,13 @@ def deployment_view(
         watermark=iso_time(state.watermark),
         features=features_view(state),
         verdict=verdict,
+    )
+
+
+def window_view(window: Window) -> WindowView:
+    return WindowView(
+        start=window.start, live=window.live.to_dict(), canary=window.canary.to_dict(),
+        live_versions=window.live_versions.to_dict(), pairs=window.pairs, disagreements=window.disagreements,
     )
 
 
@@ -236,12 +243,6 @@ def as_json(view: msgspec.Struct) -> bytes:
     return msgspec.json.encode(view)
 
 
-def as_data(view: msgspec.Struct) -> dict[str, Any]:
-    """A view as plain data (for the demo's screen and tests)."""
-    data: dict[str, Any] = msgspec.to_builtins(view)
-    return data
-
-
 def _sum_versions(by_version: Mapping[str, ClassCounts]) -> dict[str, int]:
     total: dict[str, int] = {}
     for counts in by_version.values():
@@ -250,5 +251,5 @@ def _sum_versions(by_version: Mapping[str, ClassCounts]) -> dict[str, int]:
     return total
 
 
-def _divergence(figures: Any) -> Divergence:
+def _divergence(figures: DivergenceFigures) -> Divergence:
     return Divergence(js=figures.js, psi=figures.psi, chi2_pvalue=figures.chi2_pvalue)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
 import yaml
@@ -44,7 +45,6 @@ from monitor.embedded.simulator import CLASSES, TrafficSimulator
 from monitor.kafka.topics import ensure_topics
 from monitor.server import build_sidecar
 from monitor.sidecar.service import Sidecar
-from monitor.sidecar.views import as_data
 from monitor.sinks.elasticsearch.sink import ElasticsearchSink
 from monitor.sinks.elasticsearch.spool import DocumentSpool
 
@@ -170,7 +170,7 @@ def scenario(
 
         elasticsearch_server.start()
         assert sink.flush(60), "the spool did not drain once Elasticsearch was back"
-        snapshot = as_data(sidecar.snapshot(DEPLOYMENT))
+        snapshot = msgspec.to_builtins(sidecar.snapshot(DEPLOYMENT))
     finally:
         api.stop()
         sidecar.stop()

@@ -99,6 +99,9 @@ class SequentialCheck(msgspec.Struct):
     kind: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()
     requests: ClassVar[str] = "paired requests"
+    # the range of each observation
+    lo: ClassVar[float] = -1.0
+    hi: ClassVar[float] = 1.0
 
     if TYPE_CHECKING:
         # declared by each subclass, after its settings (a field here would come before them)
@@ -108,6 +111,14 @@ class SequentialCheck(msgspec.Struct):
 
     def _settings(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.settings}
+
+    def _start(self, shape: tuple[int, ...] = ()) -> None:
+        """Check alpha and start the sums of ``shape`` means (a stored state is kept); each subclass's
+        ``__post_init__`` calls it once its own settings are checked."""
+        check_alpha(self.alpha)
+        self.alpha = float(self.alpha)
+        if self._state is None:
+            self._state = MeanState.empty(self.lo, self.hi, shape)
 
     @property
     def n(self) -> int:
@@ -161,15 +172,6 @@ class OneMeanCheck(SequentialCheck):
     """A check on a single mean in [lo, hi] against one boundary value, deciding at alpha / 2 a side."""
 
     check: ClassVar[str] = ""
-    lo: ClassVar[float] = -1.0
-    hi: ClassVar[float] = 1.0
-
-    def _start(self) -> None:
-        """Check alpha and start the sums (a stored state is kept); each subclass's ``__post_init__`` calls it."""
-        check_alpha(self.alpha)
-        self.alpha = float(self.alpha)
-        if self._state is None:
-            self._state = MeanState.empty(self.lo, self.hi)
 
     @property
     def boundary(self) -> float:

@@ -116,12 +116,10 @@ class PairedDifference(SequentialCheck):
     _state: MeanState = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        check_alpha(self.alpha)
         check_margin(self.margin)
         self.classes = _check_classes(self.classes)
-        self.margin, self.alpha = float(self.margin), float(self.alpha)
-        if self._state is None:
-            self._state = MeanState.empty(-1.0, 1.0, (len(self.classes),))
+        self.margin = float(self.margin)
+        self._start((len(self.classes),))
 
     def update(self, canary: str | int, live: str | int) -> Self:
         """Add one request answered by both models (class names or indices)."""
